@@ -1,0 +1,1 @@
+"""The shipped model (int8 TFLite + card), importable so an installed agent can find it."""
