@@ -1,0 +1,423 @@
+"""MQTT publisher with a durable buffer: nothing accepted is lost, and first delivery keeps order.
+
+Delivery guarantee (QoS 1 events, the default for frames):
+
+* ``publish()`` returns only after the event is committed to the on-disk buffer
+  (:class:`~agent.comms.buffer.DiskBuffer`). From then on it survives a broker outage, a network
+  outage, a clean restart and a SIGKILL of the agent. Only buffer overflow (drop-oldest, counted in
+  ``stats()["dropped"]``) or losing the disk itself can lose it.
+* A single sender thread hands buffered rows to paho strictly in row order, at most
+  ``max_inflight`` unacknowledged at a time. A row is deleted only when the broker's PUBACK for it
+  arrives, so the guarantee is *at least once up to the broker's acknowledgement*. What the broker
+  does after its PUBACK (e.g. loses it in its own crash without persistence) is the broker's part.
+* After a reconnect, paho re-sends the unacknowledged in-flight messages first, in their original
+  order, and the sender resumes with newer rows only once the broker acknowledged this connection's
+  ``online`` status (paho processes that PUBACK after it queued the re-sends). So a subscriber sees
+  every event at least once and the *first* sighting of each event is in publish order; duplicates
+  (at most ``max_inflight`` per outage) are possible and are recognisable by the payload's ``seq``.
+* After a restart of the agent, rows left on disk (never acknowledged) are sent first, before any
+  event of the new run, because the queue is ordered by an autoincrement key.
+
+QoS 0 messages (e.g. periodic stats) skip the buffer: they are sent if connected, otherwise dropped
+and counted (``qos0_dropped``); they carry no ordering promise relative to QoS 1 events.
+
+Availability follows Frigate's convention on ``<prefix>/<device_id>/status`` (all retained, QoS 1):
+``online`` on every (re)connect, ``offline`` as the Last Will (broker-side, on an unclean loss), and
+``stopped`` on a clean :meth:`MqttPublisher.close`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.comms.buffer import DiskBuffer
+from agent.config.mqtt import MqttConfig
+
+logger = logging.getLogger(__name__)
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+STATUS_STOPPED = "stopped"
+
+_ACK_FLUSH_BATCH = 256
+"""Acknowledged rows are deleted in batches of this size (or sooner when the sender goes idle)."""
+_ACK_FLUSH_INTERVAL_S = 0.05
+_SENDER_IDLE_WAIT_S = 0.1
+_STATUS_SLACK = 8
+"""Extra paho in-flight slots beyond our window, so status messages never queue behind events."""
+
+
+def encode_payload(payload: Mapping[str, Any] | str) -> bytes:
+    """Compact JSON for mappings (NaN/Infinity rejected: they are not JSON), UTF-8 for strings."""
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+class MqttPublisher:
+    """The MQTT implementation of :class:`~agent.comms.base.Publisher` (see the module docstring)."""
+
+    def __init__(self, config: MqttConfig, device_id: str, state_dir: Path) -> None:
+        if not device_id or any(c in device_id for c in "/#+"):
+            raise ValueError(f"device_id must be a single topic level, got {device_id!r}")
+        self._cfg = config
+        self._device_id = device_id
+        self._state_dir = state_dir
+        self._status_topic = config.topic(device_id, "status")
+        self._window = config.max_inflight
+
+        self._buffer: DiskBuffer | None = None
+        self._client: mqtt.Client | None = None
+        self._sender: threading.Thread | None = None
+
+        self._wake = threading.Event()
+        self._stop_sender = threading.Event()
+        self._acks: deque[int] = deque()
+        # Owned by the sender thread (and by close() after the sender has been joined).
+        self._inflight: dict[int, int] = {}
+        self._acked_rows: list[int] = []
+
+        self._lock = threading.Lock()
+        self._connected = False
+        self._ready = False  # connected AND paho has re-queued the previous in-flight messages
+        self._online_mid: int | None = None
+        self._connects = 0
+        self._outage_logged = False
+        self._closed = False
+        self._published = 0
+        self._rejected = 0
+        self._qos0_published = 0
+        self._qos0_dropped = 0
+
+    # -- Publisher API -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the buffer and begin connecting in the background. Never raises for a dead broker."""
+        if self._client is not None:
+            raise RuntimeError("MqttPublisher.start() called twice")
+        if self._closed:
+            raise RuntimeError("MqttPublisher is closed")
+        cfg = self._cfg
+        self._buffer = DiskBuffer(cfg.buffer.resolve_path(self._state_dir), cfg.buffer.max_events)
+        self._client = self._make_client()
+        self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
+        self._sender.start()
+        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        self._client.loop_start()
+        logger.info(
+            "MQTT publisher for %s -> %s:%d (MQTT %s%s), buffer %s (%d pending)",
+            self._device_id,
+            cfg.host,
+            cfg.port,
+            cfg.protocol,
+            ", TLS" if cfg.tls.enabled else "",
+            self._buffer.path,
+            len(self._buffer),
+        )
+
+    def publish(
+        self,
+        subtopic: str,
+        payload: Mapping[str, Any] | str,
+        *,
+        qos: int | None = None,
+        retain: bool = False,
+    ) -> None:
+        """Accept one event for ``<prefix>/<device_id>/<subtopic>``.
+
+        QoS 1: durable once this returns. QoS 0: sent now if connected, else dropped and counted.
+        """
+        buffer = self._buffer
+        if buffer is None or self._closed:
+            raise RuntimeError("MqttPublisher is not started (or already closed)")
+        if any(c in subtopic for c in "#+\x00"):
+            raise ValueError(f"invalid subtopic {subtopic!r}")
+        level = self._cfg.qos if qos is None else qos
+        if level not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1, got {level}")
+        topic = self._cfg.topic(self._device_id, subtopic)
+        data = encode_payload(payload)
+        if level == 0:
+            self._publish_qos0(topic, data, retain)
+            return
+        buffer.append(topic, data, level, retain)
+        self._wake.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush within ``timeout``, publish retained ``stopped``, disconnect; the rest stays on disk."""
+        if self._closed:
+            return
+        self._closed = True
+        client, buffer = self._client, self._buffer
+        if client is None or buffer is None:
+            return
+        deadline = time.monotonic() + max(0.0, timeout)
+        while time.monotonic() < deadline and self.is_connected() and len(buffer) > 0:
+            self._wake.set()
+            time.sleep(0.01)
+
+        self._stop_sender.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(timeout=max(1.0, deadline - time.monotonic()))
+
+        if self.is_connected():
+            info = client.publish(self._status_topic, STATUS_STOPPED, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:
+                logger.warning("could not confirm the 'stopped' status: %s", exc)
+            client.disconnect()  # a clean DISCONNECT: the broker discards the will
+        else:
+            logger.info("closing while disconnected: the broker shows the 'offline' last will")
+        client.loop_stop()  # also ends paho's reconnect attempts
+        # Late PUBACKs that arrived after the sender stopped still count: delete those rows too.
+        self._collect_acks()
+        self._flush_acks(buffer)
+        left = len(buffer)
+        buffer.close()
+        with self._lock:
+            self._connected = self._ready = False
+        if left:
+            logger.warning("MQTT publisher closed with %d event(s) kept on disk for the next run", left)
+        else:
+            logger.info("MQTT publisher closed; all events delivered")
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health reporting. ``buffered`` includes events in flight (not yet acked)."""
+        buffer = self._buffer
+        with self._lock:
+            return {
+                "sink": "mqtt",
+                "connected": self._connected,
+                "published": self._published,
+                "buffered": len(buffer) if buffer is not None and not self._closed else 0,
+                "inflight": len(self._inflight),
+                "dropped": buffer.dropped if buffer is not None else 0,
+                "rejected": self._rejected,
+                "reconnects": max(0, self._connects - 1),
+                "qos0_published": self._qos0_published,
+                "qos0_dropped": self._qos0_dropped,
+            }
+
+    # -- extras ----------------------------------------------------------------------------------
+
+    @property
+    def status_topic(self) -> str:
+        """``<prefix>/<device_id>/status``."""
+        return self._status_topic
+
+    def is_connected(self) -> bool:
+        """Whether the broker accepted our connection (and has not dropped it since)."""
+        with self._lock:
+            return self._connected
+
+    def __enter__(self) -> MqttPublisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self._cfg
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.effective_client_id(self._device_id),
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        password = cfg.resolve_password()
+        if cfg.username is not None or password is not None:
+            client.username_pw_set(cfg.username, password.get_secret_value() if password else None)
+        if cfg.tls.enabled:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_certs) if cfg.tls.ca_certs else None,
+                certfile=str(cfg.tls.certfile) if cfg.tls.certfile else None,
+                keyfile=str(cfg.tls.keyfile) if cfg.tls.keyfile else None,
+            )
+            if cfg.tls.insecure:
+                client.tls_insecure_set(True)
+        client.will_set(self._status_topic, STATUS_OFFLINE, qos=1, retain=True)
+        client.max_inflight_messages_set(self._window + _STATUS_SLACK)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(cfg.reconnect_min_delay, cfg.reconnect_max_delay)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _publish_qos0(self, topic: str, data: bytes, retain: bool) -> None:
+        client = self._client
+        sent = False
+        if client is not None and self.is_connected():
+            sent = client.publish(topic, data, qos=0, retain=retain).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        with self._lock:
+            if sent:
+                self._qos0_published += 1
+            else:
+                self._qos0_dropped += 1
+
+    # paho callbacks: they run on paho's network thread and must not block.
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        cfg = self._cfg
+        if reason_code.is_failure:
+            # Bad credentials or a refused client id: retrying is what paho does; say it once.
+            if not self._outage_logged:
+                logger.error("MQTT broker %s:%d refused the connection: %s", cfg.host, cfg.port, reason_code)
+                self._outage_logged = True
+            return
+        with self._lock:
+            self._connected = True
+            self._ready = False
+            self._connects += 1
+            reconnect = self._connects > 1
+        pending = len(self._buffer) if self._buffer is not None else 0
+        if reconnect or self._outage_logged:
+            logger.info("MQTT connected to %s:%d again; %d event(s) to deliver", cfg.host, cfg.port, pending)
+        else:
+            logger.info("MQTT connected to %s:%d", cfg.host, cfg.port)
+        self._outage_logged = False
+        info = client.publish(self._status_topic, STATUS_ONLINE, qos=1, retain=True)
+        self._online_mid = info.mid
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            logger.debug("publishing 'online' returned %s", info.rc)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self._outage_logged:
+            cfg = self._cfg
+            logger.warning(
+                "MQTT broker %s:%d unreachable; buffering events and retrying every %d-%d s",
+                cfg.host,
+                cfg.port,
+                cfg.reconnect_min_delay,
+                cfg.reconnect_max_delay,
+            )
+            self._outage_logged = True
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            was_connected = self._connected
+            self._connected = self._ready = False
+        if was_connected and not self._closed:
+            logger.warning("MQTT connection lost (%s); buffering events and reconnecting", reason_code)
+            self._outage_logged = True
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if mid == self._online_mid:
+            # paho handled CONNACK (and re-queued the old in-flight messages, in order) before it
+            # could read this PUBACK, so newer rows may go now without overtaking them.
+            with self._lock:
+                self._ready = self._connected
+        elif reason_code.is_failure:
+            with self._lock:
+                self._rejected += 1
+            logger.warning("broker rejected message %d: %s (not retried)", mid, reason_code)
+        self._acks.append(mid)
+        self._wake.set()
+
+    # The sender thread.
+
+    def _run_sender(self) -> None:
+        buffer = self._buffer
+        client = self._client
+        assert buffer is not None and client is not None
+        cursor = 0  # highest row id handed to paho in this process
+        last_flush = time.monotonic()
+        while True:
+            self._wake.wait(_SENDER_IDLE_WAIT_S)
+            self._wake.clear()
+            self._collect_acks()
+            now = time.monotonic()
+            if self._acked_rows and (
+                len(self._acked_rows) >= _ACK_FLUSH_BATCH
+                or not self._inflight
+                or now - last_flush >= _ACK_FLUSH_INTERVAL_S
+            ):
+                self._flush_acks(buffer)
+                last_flush = now
+            if self._stop_sender.is_set():
+                self._flush_acks(buffer)
+                return
+            with self._lock:
+                ready = self._ready
+            room = self._window - len(self._inflight)
+            if not ready or room <= 0:
+                continue
+            try:
+                rows = buffer.peek(cursor, room)
+            except Exception:
+                logger.exception("reading the MQTT buffer failed; retrying")
+                time.sleep(1.0)
+                continue
+            for row in rows:
+                info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:  # cannot happen with an unbounded queue
+                    logger.error("paho refused to queue row %d; will retry", row.id)
+                    break
+                # NO_CONN is fine: paho keeps the message and re-sends it, in order, on reconnect.
+                self._inflight[info.mid] = row.id
+                cursor = row.id
+            if rows:
+                self._wake.set()  # more may be waiting; loop without sleeping
+
+    def _collect_acks(self) -> None:
+        acked = 0
+        while self._acks:
+            mid = self._acks.popleft()
+            row = self._inflight.pop(mid, None)
+            if row is not None:
+                self._acked_rows.append(row)
+                acked += 1
+        if acked:
+            with self._lock:
+                self._published += acked
+
+    def _flush_acks(self, buffer: DiskBuffer) -> None:
+        if not self._acked_rows:
+            return
+        try:
+            buffer.delete(self._acked_rows)
+        except Exception:
+            # Rows stay on disk and are re-sent after a restart: a duplicate, never a loss.
+            logger.exception("deleting acknowledged rows from the MQTT buffer failed")
+        self._acked_rows = []

@@ -1,0 +1,130 @@
+"""MQTT connection settings, validated strictly so a typo in the YAML fails at start, not at 3 a.m.
+
+Self-contained on purpose: it imports nothing from ``agent.config`` itself, so the root config can
+embed :class:`MqttConfig` without an import cycle.
+
+The password is a :class:`~pydantic.SecretStr`, so ``repr``/``str``/``model_dump`` never show it.
+For systemd units, prefer ``LoadCredential=mqtt_password:/etc/facecast/mqtt_password``: when
+``$CREDENTIALS_DIRECTORY/mqtt_password`` exists it is used (see :meth:`MqttConfig.resolve_password`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+CREDENTIAL_NAME = "mqtt_password"
+"""File name looked up in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``)."""
+
+
+class MqttTlsConfig(BaseModel):
+    """TLS for the broker connection. ``insecure`` skips host-name checks (self-signed test setups)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    ca_certs: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> MqttTlsConfig:
+        if self.keyfile is not None and self.certfile is None:
+            raise ValueError("tls.keyfile is set but tls.certfile is not")
+        return self
+
+
+class BufferConfig(BaseModel):
+    """The on-disk queue that holds accepted events until the broker acknowledges them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_events: int = Field(default=100_000, ge=1)
+    path: Path | None = None
+    """Defaults to ``<state_dir>/buffer.sqlite3`` (see :meth:`resolve_path`)."""
+
+    def resolve_path(self, state_dir: Path) -> Path:
+        """Where the buffer lives: the explicit ``path`` or the default under ``state_dir``."""
+        return self.path if self.path is not None else state_dir / "buffer.sqlite3"
+
+
+class MqttConfig(BaseModel):
+    """Everything needed to reach the broker and to lay out topics.
+
+    Topics are ``<topic_prefix>/<device_id>/<subtopic>``; availability is ``.../status``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    """Defaults to ``facecast-<device_id>`` (see :meth:`effective_client_id`)."""
+    keepalive: int = Field(default=60, ge=5, le=65535)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: MqttTlsConfig = Field(default_factory=MqttTlsConfig)
+    topic_prefix: str = "facecast"
+    qos: int = Field(default=1, ge=0, le=1)
+    """QoS for frame events. 1 = through the durable buffer; 0 = best effort, never buffered."""
+    reconnect_min_delay: int = Field(default=1, ge=1)
+    """Seconds before the first reconnect attempt; doubles per failure up to the max."""
+    reconnect_max_delay: int = Field(default=30, ge=1)
+    max_inflight: int = Field(default=64, ge=1, le=65000)
+    """QoS 1 messages sent but not yet acknowledged. Bounds duplicates after a reconnect."""
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: object) -> object:
+        # YAML reads `protocol: 5` as an int and `protocol: 3.1.1` as a string.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_level(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value or any(c in value for c in "#+\x00"):
+            raise ValueError("topic_prefix must be non-empty and contain no '#', '+' or NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> MqttConfig:
+        if self.reconnect_max_delay < self.reconnect_min_delay:
+            raise ValueError("reconnect_max_delay must be >= reconnect_min_delay")
+        return self
+
+    def effective_client_id(self, device_id: str) -> str:
+        """The MQTT client id: explicit, or derived from the device id so it is stable across runs."""
+        return self.client_id or f"facecast-{device_id}"
+
+    def topic(self, device_id: str, subtopic: str) -> str:
+        """``<prefix>/<device_id>/<subtopic>``."""
+        return f"{self.topic_prefix}/{device_id}/{subtopic.strip('/')}"
+
+    def resolve_password(self, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+        """The password to use, read at start (so a rotated file is picked up on restart).
+
+        Order: ``password``, then ``password_file``, then ``$CREDENTIALS_DIRECTORY/mqtt_password``.
+        A trailing newline in a file is stripped. Raises ``OSError`` if ``password_file`` is set but
+        unreadable: a misconfigured secret should stop the service loudly, not silently connect
+        anonymously.
+        """
+        if self.password is not None:
+            return self.password
+        if self.password_file is not None:
+            return SecretStr(self.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
+        env = os.environ if environ is None else environ
+        cred_dir = env.get("CREDENTIALS_DIRECTORY")
+        if cred_dir:
+            cred = Path(cred_dir) / CREDENTIAL_NAME
+            if cred.is_file():
+                return SecretStr(cred.read_text(encoding="utf-8").rstrip("\r\n"))
+        return None
