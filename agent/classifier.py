@@ -1,0 +1,188 @@
+"""Emotion + gender for every face of a frame with the one int8 TFLite model.
+
+The model contract (checked at start-up, so a wrong file fails before the camera opens):
+one signature, one int8 NHWC ``[1, H, W, 1]`` input, outputs named ``emotion`` (7) and ``gender``
+(2) that are probabilities after dequantization. Outputs are read by NAME through the signature
+runner because TFLite reorders list outputs on conversion.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent import preprocess
+from agent.errors import ModelError
+from agent.model_card import ModelCard, card_path_for, read_card
+from agent.runtime import load_interpreter
+
+log = logging.getLogger(__name__)
+
+MODEL_FILENAME = "facecast_int8.tflite"
+OUTPUT_NAMES = ("emotion", "gender")
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class FaceAttributes:
+    """What the model says about one face."""
+
+    emotion: str
+    emotion_score: float
+    emotion_probs: dict[str, float]
+    gender: str
+    gender_score: float
+
+
+def default_model_path() -> Path:
+    """Installed ``facecast_models`` package first, then the repository's ``models/`` folder."""
+    try:
+        res = importlib.resources.files("facecast_models").joinpath(MODEL_FILENAME)
+        candidate = Path(str(res))
+        if candidate.is_file():
+            return candidate
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[1] / "models" / MODEL_FILENAME
+
+
+def _quant(details: dict[str, Any]) -> tuple[float, int]:
+    scale, zero = details.get("quantization", (0.0, 0))
+    return float(scale), int(zero)
+
+
+class FaceClassifier:
+    """Wraps a validated interpreter; create it with :func:`load_classifier`."""
+
+    def __init__(self, interpreter: Any, card: ModelCard, model_path: Path, *, batch: bool = True) -> None:
+        self.card = card
+        self.model_path = model_path
+        self._interpreter = interpreter
+        self._runner, self._input_name = self._validate(interpreter, card, model_path)
+        in_details = self._runner.get_input_details()[self._input_name]
+        self._in_scale, self._in_zero = _quant(in_details)
+        out_details = self._runner.get_output_details()
+        self._out_quant = {name: _quant(out_details[name]) for name in OUTPUT_NAMES}
+        lo, hi = card.input.range
+        # uint8 pixel -> model float range -> int8, folded into one lookup table per pixel value.
+        floats = np.float32(lo) + (np.arange(256, dtype=np.float32) / np.float32(255.0)) * np.float32(hi - lo)
+        self._lut = preprocess.quantize(floats, self._in_scale, self._in_zero)
+        self.batch = batch and self._probe_batch()
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.card.input.height, self.card.input.width
+
+    @property
+    def crop_margin(self) -> float:
+        return self.card.crop.margin
+
+    @staticmethod
+    def _validate(interpreter: Any, card: ModelCard, path: Path) -> tuple[Any, str]:
+        signatures = interpreter.get_signature_list()
+        if len(signatures) != 1:
+            raise ModelError(f"model {path.name}: expected exactly one signature, found {len(signatures)}")
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
+        inputs = runner.get_input_details()
+        if len(inputs) != 1:
+            raise ModelError(f"model {path.name}: expected one input, found {len(inputs)}")
+        input_name, details = next(iter(inputs.items()))
+        shape = [int(d) for d in details["shape"]]
+        want = [1, card.input.height, card.input.width, 1]
+        if shape != want:
+            raise ModelError(f"model {path.name}: input shape {shape} does not match card {want}")
+        if np.dtype(details["dtype"]) != np.int8:
+            raise ModelError(f"model {path.name}: input must be int8, got {np.dtype(details['dtype']).name}")
+        outputs = runner.get_output_details()
+        missing = [n for n in OUTPUT_NAMES if n not in outputs]
+        if missing:
+            have = ", ".join(sorted(outputs))
+            raise ModelError(f"model {path.name}: missing output(s) {', '.join(missing)} (has {have})")
+        for name, labels in (("emotion", card.labels.emotion), ("gender", card.labels.gender)):
+            n = int(outputs[name]["shape"][-1])
+            if n != len(labels):
+                raise ModelError(
+                    f"model {path.name}: output {name} has {n} classes, card lists {len(labels)}"
+                )
+        return runner, input_name
+
+    def _probe_batch(self) -> bool:
+        """Whether the runtime accepts a batch > 1 (fixed-batch models may refuse to resize)."""
+        h, w = self.input_size
+        try:
+            out = self._runner(**{self._input_name: np.zeros((2, h, w, 1), np.int8)})
+            ok = all(out[n].shape[0] == 2 for n in OUTPUT_NAMES)
+        except (ValueError, RuntimeError) as exc:
+            log.debug("batched inference unavailable: %s", exc)
+            ok = False
+        self._runner(**{self._input_name: np.zeros((1, h, w, 1), np.int8)})
+        return ok
+
+    def prepare(self, frame: npt.NDArray[np.uint8], boxes: Sequence[Box]) -> npt.NDArray[np.int8]:
+        """Crop each face (square, with the card's margin), grayscale, resize, quantize: [N,H,W,1]."""
+        h, w = self.input_size
+        fh, fw = frame.shape[:2]
+        bgr = frame.ndim == 3
+        batch = np.empty((len(boxes), h, w, 1), np.int8)
+        for i, box in enumerate(boxes):
+            x0, y0, x1, y1 = preprocess.square_crop_box(box, self.crop_margin, fw, fh)
+            crop = preprocess.to_gray(np.ascontiguousarray(frame[y0:y1, x0:x1]), bgr=bgr)
+            batch[i, :, :, 0] = self._lut[preprocess.resize(crop, h, w)]
+        return batch
+
+    def classify_batch(self, batch: npt.NDArray[np.int8]) -> list[FaceAttributes]:
+        """Run prepared inputs; one invoke for all faces when the runtime allows it."""
+        if len(batch) == 0:
+            return []
+        if self.batch or len(batch) == 1:
+            probs = self._invoke(batch)
+        else:
+            parts = [self._invoke(batch[i : i + 1]) for i in range(len(batch))]
+            probs = {n: np.concatenate([p[n] for p in parts]) for n in OUTPUT_NAMES}
+        return [self._attributes(probs["emotion"][i], probs["gender"][i]) for i in range(len(batch))]
+
+    def classify(self, frame: npt.NDArray[np.uint8], boxes: Sequence[Box]) -> list[FaceAttributes]:
+        return self.classify_batch(self.prepare(frame, boxes))
+
+    def _invoke(self, batch: npt.NDArray[np.int8]) -> dict[str, npt.NDArray[np.float32]]:
+        out = self._runner(**{self._input_name: batch})
+        return {n: preprocess.dequantize(out[n], *self._out_quant[n]) for n in OUTPUT_NAMES}
+
+    def _attributes(self, emo: npt.NDArray[np.float32], gen: npt.NDArray[np.float32]) -> FaceAttributes:
+        e, g = int(np.argmax(emo)), int(np.argmax(gen))
+        labels = self.card.labels
+        return FaceAttributes(
+            emotion=labels.emotion[e],
+            emotion_score=float(emo[e]),
+            emotion_probs={name: round(float(p), 4) for name, p in zip(labels.emotion, emo, strict=True)},
+            gender=labels.gender[g],
+            gender_score=float(gen[g]),
+        )
+
+
+def load_classifier(
+    model_path: Path | None = None, *, num_threads: int = 1, batch: bool = True
+) -> FaceClassifier:
+    """Load and validate model + card; raises ``ModelError`` with a one-line reason."""
+    path = Path(model_path) if model_path is not None else default_model_path()
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    card = read_card(card_path_for(path))
+    interpreter = load_interpreter(path, num_threads=num_threads)
+    classifier = FaceClassifier(interpreter, card, path, batch=batch)
+    log.info(
+        "classifier %s: input %dx%d, batch=%s",
+        path.name,
+        card.input.width,
+        card.input.height,
+        classifier.batch,
+    )
+    return classifier

@@ -1,0 +1,139 @@
+"""File + environment + flags -> one validated :class:`AgentConfig`, or a one-line ``ConfigError``.
+
+Precedence (lowest to highest): defaults, the YAML/TOML file, ``FACECAST_<SECTION>__<KEY>``
+environment variables, command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agent.config.settings import AgentConfig
+from agent.errors import ConfigError
+
+ENV_PREFIX = "FACECAST_"
+SECRET_KEYS = frozenset({"password", "secret", "token", "key_password"})
+MASK = "***"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """YAML (``.yaml``/``.yml``/anything else) or TOML (``.toml``); must be a mapping."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = tomllib.loads(text) if Path(path).suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config file {path} is not valid: {first}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``FACECAST_MQTT__HOST=x`` -> ``{"mqtt": {"host": "x"}}``.
+
+    Only variables whose first part names a config field are read, so unrelated ``FACECAST_*``
+    variables (e.g. ``FACECAST_DATASETS`` for tests) are not mistaken for settings.
+    """
+    top = set(AgentConfig.model_fields)
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if parts[0] not in top or not all(parts):
+            continue
+        set_dotted(out, parts, value)
+    return out
+
+
+def set_dotted(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {} if not isinstance(child, str) else {"uri": child}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(dict(merged[key]), value)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), str) and key == "source":
+            merged[key] = deep_merge({"uri": merged[key]}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad key, e.g. ``mqtt.hots: unknown key``."""
+    messages = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        messages.append(f"{where}: {msg}")
+    return "; ".join(messages)
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AgentConfig:
+    """Build the effective configuration. ``overrides`` maps dotted keys (``"mqtt.host"``) to the
+    values of command-line flags that were given (None values are ignored)."""
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
+    data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
+    flags: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(flags, dotted.split("."), value)
+    data = deep_merge(data, flags)
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"config error: {describe_validation_error(exc)}") from exc
+
+
+def masked_dump(config: AgentConfig) -> dict[str, Any]:
+    """The config as plain data with every secret replaced by ``***`` (for ``config check``, logs)."""
+    from agent.sources import redact_url
+
+    data = config.model_dump(mode="json")
+    _mask(data)
+    data["source"]["uri"] = redact_url(str(data["source"]["uri"]))
+    return data
+
+
+def _mask(node: Any) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SECRET_KEYS and value is not None:
+                node[key] = MASK
+            else:
+                _mask(value)
+    elif isinstance(node, list):
+        for item in node:
+            _mask(item)
+
+
+def dump_yaml(config: AgentConfig) -> str:
+    return yaml.safe_dump(masked_dump(config), sort_keys=False, default_flow_style=False)

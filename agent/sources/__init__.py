@@ -1,0 +1,65 @@
+"""Frame sources behind one protocol, chosen from the ``--source`` string."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from agent.errors import SourceError
+from agent.sources.base import Frame, FrameSource
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
+
+
+def redact_url(url: str) -> str:
+    """Drop the password from ``scheme://user:pass@host/...`` so logs and events never carry it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def open_source(
+    spec: str,
+    *,
+    demo_frames: int = 300,
+    demo_fps: float = 0.0,
+    camera_width: int = 640,
+    camera_height: int = 480,
+) -> FrameSource:
+    """``demo`` | ``picamera2`` | camera index or ``/dev/videoN`` | ``rtsp://``/``http(s)://`` URL |
+    a folder of images | a video file. Raises ``SourceError`` (one line) if it cannot be opened."""
+    spec = str(spec).strip()
+    if not spec:
+        raise SourceError("no source given (use --source)")
+    if spec == "demo":
+        from agent.sources.demo import DemoSource
+
+        return DemoSource(frames=demo_frames, fps=demo_fps)
+    if spec == "picamera2":
+        from agent.sources.picam import open_picamera2
+
+        return open_picamera2(camera_width, camera_height)
+    from agent.sources import live
+
+    camera = live.parse_camera(spec)
+    if camera is not None:
+        return live.open_camera(camera)
+    if spec.lower().startswith(STREAM_SCHEMES):
+        source = live.open_stream(spec)
+        source.name = redact_url(spec)
+        return source
+    path = Path(spec).expanduser()
+    from agent.sources.files import ImageFolderSource, VideoFileSource
+
+    if path.is_dir():
+        return ImageFolderSource(path)
+    if path.is_file():
+        return VideoFileSource(path)
+    raise SourceError(f"source not found: {spec}")
+
+
+__all__ = ["Frame", "FrameSource", "SourceError", "open_source", "redact_url"]

@@ -1,0 +1,47 @@
+"""The frame-source interface: something that yields frames until it ends or is closed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass
+class Frame:
+    """One captured image.
+
+    ``image`` is BGR ``HxWx3`` (or grayscale ``HxW`` for sources that give luma only) in the
+    source's native resolution; ``index`` counts frames read from the source (dropped live frames
+    included, so gaps show drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names
+    the image for folder sources.
+    """
+
+    index: int
+    timestamp: float
+    image: npt.NDArray[np.uint8] | None
+    file: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """Iterate to get frames; ``close()`` stops iteration from any thread and releases the device.
+
+    ``live`` sources (cameras, streams) hand out only the newest frame and never end by
+    themselves; file sources hand out every frame and end at the end of the file.
+    """
+
+    name: str
+    live: bool
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters: at least ``read`` and, where they apply, ``dropped``, ``skipped``, ``reconnects``."""
+        ...

@@ -1,0 +1,95 @@
+"""Sources that replay stored media: a video file, or a folder of images. Every frame is processed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from agent.errors import SourceError
+from agent.sources.base import Frame
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+
+
+class VideoFileSource:
+    """Decodes a video file with OpenCV (FFmpeg backend), every frame, in order."""
+
+    live = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.name = str(self.path)
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            raise SourceError(f"cannot open video file {self.path}")
+        self._stop = threading.Event()
+        self._read = 0
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        while not self._stop.is_set():
+            ok, image = self._cap.read()
+            if not ok:
+                break
+            self._read += 1
+            yield Frame(index=index, timestamp=time.time(), image=np.asarray(image, dtype=np.uint8))
+            index += 1
+        self._cap.release()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def stats(self) -> dict[str, int]:
+        return {"read": self._read}
+
+
+class ImageFolderSource:
+    """Every image file in a folder, sorted by name; unreadable files are logged, skipped, counted."""
+
+    live = False
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.name = str(self.folder)
+        if not self.folder.is_dir():
+            raise SourceError(f"not a folder: {self.folder}")
+        self.files = sorted(
+            p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not self.files:
+            raise SourceError(f"no image files in {self.folder}")
+        self._stop = threading.Event()
+        self._read = 0
+        self._skipped = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, path in enumerate(self.files):
+            if self._stop.is_set():
+                return
+            try:
+                data = np.fromfile(path, dtype=np.uint8)
+                image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+            except (OSError, cv2.error) as exc:
+                log.debug("decode error in %s: %s", path, exc)
+                image = None
+            if image is None:
+                self._skipped += 1
+                log.warning("skipping unreadable image %s (%d skipped so far)", path.name, self._skipped)
+                continue
+            self._read += 1
+            yield Frame(index=index, timestamp=time.time(), image=np.asarray(image, np.uint8), file=path.name)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def stats(self) -> dict[str, int]:
+        return {"read": self._read, "skipped": self._skipped}

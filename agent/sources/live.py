@@ -1,0 +1,156 @@
+"""Live sources (V4L2 cameras, RTSP/HTTP streams): a grabber thread keeps only the NEWEST frame.
+
+The consumer never falls behind real time: while it is busy, the grabber overwrites the pending
+frame and counts the overwritten one as dropped. If the device disappears, the grabber reopens it
+with exponential backoff while the rest of the agent (MQTT session, status) keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from agent.errors import SourceError
+from agent.sources.base import Frame
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+
+
+class Capture(Protocol):
+    """What the grabber needs from a device: one blocking read and a release."""
+
+    def read(self) -> Image | None: ...
+
+    def release(self) -> None: ...
+
+
+class OpenCVCapture:
+    """``cv2.VideoCapture`` reduced to :class:`Capture`; raises ``SourceError`` if it cannot open."""
+
+    def __init__(self, target: int | str, *, api: int = cv2.CAP_ANY, width: int = 0, height: int = 0) -> None:
+        self._cap = cv2.VideoCapture(target, api)
+        if not self._cap.isOpened():
+            raise SourceError(f"cannot open video source {target}")
+        if width and height:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # ask the driver not to queue stale frames
+
+    def read(self) -> Image | None:
+        ok, image = self._cap.read()
+        return np.asarray(image, dtype=np.uint8) if ok and image is not None else None
+
+    def release(self) -> None:
+        self._cap.release()
+
+
+class LatestFrameSource:
+    """Wraps a capture factory in a grabber thread with drop-oldest and reconnect-with-backoff."""
+
+    live = True
+
+    def __init__(
+        self,
+        name: str,
+        opener: Callable[[], Capture],
+        *,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self._opener = opener
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._pending: Frame | None = None
+        self._counts = {"read": 0, "dropped": 0, "reconnects": 0, "failures": 0}
+        # Open once here so a wrong device/URL fails at start with one clear line.
+        self._capture: Capture | None = opener()
+        self._thread = threading.Thread(target=self._grab_loop, name=f"grab:{name}", daemon=True)
+        self._thread.start()
+
+    def _grab_loop(self) -> None:
+        index = 0
+        delay = self._backoff_initial
+        while not self._stop.is_set():
+            if self._capture is None:
+                try:
+                    self._capture = self._opener()
+                    log.info("source %s reopened", self.name)
+                    delay = self._backoff_initial
+                    self._counts["reconnects"] += 1
+                except SourceError as exc:
+                    log.debug("reopen %s failed: %s; retry in %.1fs", self.name, exc, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2.0, self._backoff_max)
+                    continue
+            image = self._capture.read()
+            if image is None:
+                self._counts["failures"] += 1
+                log.warning("source %s stopped delivering frames; reopening with backoff", self.name)
+                self._capture.release()
+                self._capture = None
+                continue
+            frame = Frame(index=index, timestamp=self._clock(), image=image)
+            index += 1
+            with self._cond:
+                self._counts["read"] += 1
+                if self._pending is not None:
+                    self._counts["dropped"] += 1
+                self._pending = frame
+                self._cond.notify()
+        if self._capture is not None:
+            self._capture.release()
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if self._stop.is_set():
+                    return
+                frame, self._pending = self._pending, None
+            if frame is not None:
+                yield frame
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=2.0)
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return dict(self._counts)
+
+
+def parse_camera(spec: str) -> int | str | None:
+    """``"0"`` -> 0, ``"/dev/video2"`` -> ``"/dev/video2"``, anything else -> None."""
+    if spec.isdigit():
+        return int(spec)
+    if spec.startswith("/dev/video"):
+        return spec
+    return None
+
+
+def open_camera(spec: int | str, **kwargs: Any) -> LatestFrameSource:
+    """A V4L2 camera by index or device path."""
+    api = getattr(cv2, "CAP_V4L2", cv2.CAP_ANY)
+    return LatestFrameSource(f"camera:{spec}", lambda: OpenCVCapture(spec, api=api), **kwargs)
+
+
+def open_stream(url: str, **kwargs: Any) -> LatestFrameSource:
+    """An RTSP/HTTP(S) stream through OpenCV's FFmpeg backend."""
+    return LatestFrameSource(url, lambda: OpenCVCapture(url), **kwargs)
