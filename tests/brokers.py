@@ -90,9 +90,10 @@ class Mosquitto:
         while True:  # the old listening socket may linger for a moment after a kill
             with self.log.open("ab") as log:
                 self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
-            if wait_for(lambda: port_open(self.port) or self.proc is None or self.proc.poll() is not None, 5):
-                if self.proc.poll() is None:
-                    return
+            proc = self.proc
+            up = wait_for(lambda p=proc: port_open(self.port) or p.poll() is not None, 5)
+            if up and proc.poll() is None:
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"mosquitto did not start on {self.port}: {self.log.read_text()[-2000:]}")
             time.sleep(0.2)

@@ -307,6 +307,7 @@ def test_password_file_and_systemd_credential(tmp_path):
     assert got.get_secret_value() == "from-systemd"
     assert MqttConfig().resolve_password({}) is None
     # An explicit password wins over both.
-    explicit = MqttConfig(password="x", password_file=pw).resolve_password({"CREDENTIALS_DIRECTORY": str(cred)})
+    env = {"CREDENTIALS_DIRECTORY": str(cred)}
+    explicit = MqttConfig(password="x", password_file=pw).resolve_password(env)
     assert explicit is not None
     assert explicit.get_secret_value() == "x"
