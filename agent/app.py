@@ -1,0 +1,137 @@
+"""Builds the agent from an :class:`AgentConfig` and runs it with a clean lifecycle.
+
+Start-up order matters for the error contract: model, detector and source are created (and fail
+with one clear line) BEFORE the publisher connects, so a bad install never announces ``online``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import TextIO
+
+from agent.classifier import FaceClassifier, load_classifier
+from agent.comms.base import Publisher
+from agent.config import AgentConfig
+from agent.detectors import FaceDetector, create_detector
+from agent.events import SeqAllocator
+from agent.pipeline import Pipeline, PipelineHooks, PipelineOptions, PipelineStats
+from agent.sources import FrameSource, open_source
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 3.0
+"""Publisher flush budget on shutdown; keeps SIGTERM -> exit well inside systemd's 5 s."""
+
+
+@dataclass
+class Components:
+    source: FrameSource
+    detector: FaceDetector
+    classifier: FaceClassifier
+
+
+def build_detector(config: AgentConfig) -> FaceDetector:
+    d = config.detector
+    return create_detector(
+        d.name,
+        model_path=d.model_path,
+        range=d.range,
+        score_threshold=d.score_threshold,
+        min_face_size=d.min_face_size,
+        tiles=d.tiles,
+        num_threads=d.num_threads,
+    )
+
+
+def build_classifier(config: AgentConfig) -> FaceClassifier:
+    return load_classifier(config.model.path, num_threads=config.model.num_threads, batch=config.model.batch)
+
+
+def build_source(config: AgentConfig) -> FrameSource:
+    s = config.source
+    return open_source(
+        s.uri,
+        demo_frames=s.demo_frames,
+        demo_fps=s.demo_fps,
+        camera_width=s.camera_width,
+        camera_height=s.camera_height,
+    )
+
+
+def build_components(config: AgentConfig) -> Components:
+    """Model first (the most likely thing to be wrong), then detector, then the source."""
+    classifier = build_classifier(config)
+    detector = build_detector(config)
+    source = build_source(config)
+    return Components(source=source, detector=detector, classifier=classifier)
+
+
+def build_publisher(config: AgentConfig, stream: TextIO | None = None) -> Publisher:
+    from agent.comms.factory import create_publisher
+
+    return create_publisher(config.sink, config.mqtt, config.device_id, config.state_dir, stream=stream)
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM/SIGINT call ``stop`` (main thread only; elsewhere this is a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_agent(
+    config: AgentConfig,
+    *,
+    max_frames: int | None = None,
+    publisher: Publisher | None = None,
+    hooks: PipelineHooks | None = None,
+    components: Components | None = None,
+    stream: TextIO | None = None,
+) -> PipelineStats:
+    """Build everything from ``config``, run until the source ends / ``max_frames`` / a signal,
+    then close the publisher (which flushes and announces ``stopped``). Raises ``FacecastError``
+    subclasses for bad models, sources and detectors before anything is published."""
+    parts = components or build_components(config)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    seq = SeqAllocator(config.state_dir)
+    pub = publisher or build_publisher(config, stream)
+    pipeline = Pipeline(
+        parts.source,
+        parts.detector,
+        parts.classifier,
+        pub,
+        seq,
+        PipelineOptions(
+            device_id=config.device_id,
+            max_width=config.source.max_width,
+            publish_empty=config.events.publish_empty,
+            subtopic=config.events.subtopic,
+            max_frames=max_frames,
+        ),
+        hooks,
+    )
+    pub.start()
+    try:
+        with stop_on_signals(pipeline.stop):
+            return pipeline.run()
+    finally:
+        parts.source.close()
+        pub.close(timeout=CLOSE_TIMEOUT_S)

@@ -1,0 +1,309 @@
+"""The frame loop: source -> detector -> crop -> classifier -> event -> publisher.
+
+Every stage is injected (protocols), so tests and tools swap a folder source or a stdout sink
+without touching the loop, and later layers (a systemd watchdog, a face tracker) attach through
+:class:`PipelineHooks` instead of editing it. Stopping is cooperative: :meth:`Pipeline.stop` may be
+called from a signal handler or another thread; the loop ends after the current frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from agent.classifier import FaceClassifier
+from agent.comms.base import Publisher
+from agent.detectors.base import Detection, FaceDetector
+from agent.events import FaceResult, SeqAllocator, build_frame_event
+from agent.sources.base import Frame, FrameSource
+from agent.timing import LatencyRecorder
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What the loop produced for one frame; handed to ``on_frame`` hooks."""
+
+    frame: Frame
+    faces: list[FaceResult]
+    event: dict[str, Any] | None
+    latency_ms: dict[str, float]
+
+
+@dataclass
+class PipelineHooks:
+    """Extension points. ``on_frame`` runs once per loop iteration (also for frames without faces,
+    so a watchdog ping belongs there); ``on_faces`` may filter/annotate faces before the event is built
+    (a tracker would go there)."""
+
+    on_frame: list[Callable[[FrameResult], None]] = field(default_factory=list)
+    on_faces: list[Callable[[Frame, list[FaceResult]], list[FaceResult]]] = field(default_factory=list)
+    on_event: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+
+@dataclass
+class PipelineOptions:
+    device_id: str
+    max_width: int = 640
+    publish_empty: bool = False
+    subtopic: str = "frames"
+    max_frames: int | None = None
+    corrupt_log_every: int = 100
+    prefetch: int = 2
+    """Frames decoded ahead in a thread for file sources (decode overlaps inference; 0 = off).
+    Kept small: each queued 1080p frame is 6 MB of RSS."""
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    processed: int = 0
+    corrupt: int = 0
+    faces: int = 0
+    events: int = 0
+    first_event_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+    stopped_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def valid_image(image: Any) -> bool:
+    """A frame the detector can take: non-empty uint8 HxW or HxWx{1,3,4}."""
+    return (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.size > 0
+        and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)))
+        and min(image.shape[:2]) >= 8
+    )
+
+
+def detection_image(image: Image, max_width: int) -> tuple[Image, float]:
+    """Downscale to ``max_width`` (if wider) and drop alpha; returns ``(image, original/scaled factor)``."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), dtype=np.uint8)
+    elif image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    h, w = image.shape[:2]
+    if max_width <= 0 or w <= max_width:
+        return image, 1.0
+    nh = max(1, round(h * max_width / w))
+    # Bilinear, not area: 5x cheaper on a 1080p frame (~1 vs ~6 ms here) and the detector does not
+    # need the anti-aliasing; the classifier crops from the full-resolution frame anyway.
+    small = cv2.resize(image, (max_width, nh), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(small, dtype=np.uint8), w / max_width
+
+
+def to_pixel_box(det: Detection, factor: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Detection (detection-frame floats) -> integer ``(x, y, w, h)`` inside the original frame."""
+    x0 = min(max(0, round(det.x * factor)), width - 1)
+    y0 = min(max(0, round(det.y * factor)), height - 1)
+    x1 = min(width, round((det.x + det.w) * factor))
+    y1 = min(height, round((det.y + det.h) * factor))
+    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+
+class _Prefetcher:
+    """Reads (decodes) frames in a thread so decode overlaps detection on a multi-core CPU."""
+
+    _END = object()
+
+    def __init__(self, frames: Iterator[Frame], depth: int, stop: threading.Event, max_width: int) -> None:
+        self._frames = frames
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._stop = stop
+        self._max_width = max_width
+        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                frame = next(self._frames, None)
+                if frame is None:
+                    break
+                frame.extra["decode_ms"] = (time.perf_counter() - start) * 1000.0
+                if valid_image(frame.image):
+                    assert frame.image is not None
+                    start = time.perf_counter()
+                    frame.extra["small"] = detection_image(frame.image, self._max_width)
+                    frame.extra["resize_ms"] = (time.perf_counter() - start) * 1000.0
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(frame, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception as exc:  # any source failure must end the run, not hang it
+            log.debug("frame source failed", exc_info=True)
+            self._queue.put(exc)
+        finally:
+            self._queue.put(self._END)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if item is self._END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+class Pipeline:
+    """Runs the loop until the source ends, ``max_frames`` is reached, or :meth:`stop` is called."""
+
+    def __init__(  # noqa: PLR0917 - the stages, injected in pipeline order
+        self,
+        source: FrameSource,
+        detector: FaceDetector,
+        classifier: FaceClassifier,
+        publisher: Publisher,
+        seq: SeqAllocator,
+        options: PipelineOptions,
+        hooks: PipelineHooks | None = None,
+    ) -> None:
+        self.source = source
+        self.detector = detector
+        self.classifier = classifier
+        self.publisher = publisher
+        self.seq = seq
+        self.options = options
+        self.hooks = hooks or PipelineHooks()
+        self.latency = LatencyRecorder()
+        self.stats = PipelineStats()
+        self._stop = threading.Event()
+        self._prev_publish_ms = 0.0
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current frame. Safe from signal handlers and threads."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _frames(self) -> Iterator[Frame]:
+        if not self.source.live and self.options.prefetch > 0:
+            return iter(
+                _Prefetcher(iter(self.source), self.options.prefetch, self._stop, self.options.max_width)
+            )
+        return iter(self.source)
+
+    def run(self) -> PipelineStats:
+        """The loop. The source is closed on the way out; the publisher is NOT (its owner closes it)."""
+        log.info("pipeline started: source=%s detector=%s", self.source.name, self.detector.name)
+        frames = self._frames()
+        try:
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                frame = next(frames, None)
+                wait_ms = (time.perf_counter() - start) * 1000.0
+                if frame is None:
+                    break
+                self.stats.frames += 1
+                self.process(frame, wait_ms)
+                if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
+                    break
+        finally:
+            self.source.close()
+            self.stats.stopped_at = time.time()
+            log.info(
+                "pipeline stopped: %d frames, %d events, %d faces, %d corrupt; source %s",
+                self.stats.frames,
+                self.stats.events,
+                self.stats.faces,
+                self.stats.corrupt,
+                self.source.stats(),
+            )
+        return self.stats
+
+    def _skip_corrupt(self, frame: Frame) -> None:
+        self.stats.corrupt += 1
+        if self.stats.corrupt == 1 or self.stats.corrupt % self.options.corrupt_log_every == 0:
+            shape = getattr(frame.image, "shape", None)
+            log.warning(
+                "skipping corrupt frame %d (shape %s); %d so far", frame.index, shape, self.stats.corrupt
+            )
+
+    def process(self, frame: Frame, wait_ms: float = 0.0) -> FrameResult | None:
+        """Detect, classify, publish one frame. Returns None for a corrupt (skipped) frame."""
+        if not valid_image(frame.image):
+            self._skip_corrupt(frame)
+            return None
+        assert frame.image is not None
+        image = frame.image
+        lat: dict[str, float] = {"decode": float(frame.extra.get("decode_ms", wait_ms))}
+        self.latency.add("decode", lat["decode"])
+        if "small" in frame.extra:
+            small, factor = frame.extra["small"]
+            lat["resize"] = float(frame.extra.get("resize_ms", 0.0))
+            self.latency.add("resize", lat["resize"])
+        else:
+            with self.latency.measure("resize", lat):
+                small, factor = detection_image(image, self.options.max_width)
+        height, width = image.shape[:2]
+        with self.latency.measure("detect", lat):
+            detections = self.detector.detect(small)
+        faces: list[FaceResult] = []
+        with self.latency.measure("classify", lat):
+            if detections:
+                boxes = [to_pixel_box(d, factor, width, height) for d in detections]
+                attrs = self.classifier.classify(image, boxes)
+                faces = [
+                    FaceResult(box=b, score=d.score, attributes=a)
+                    for b, d, a in zip(boxes, detections, attrs, strict=True)
+                ]
+        for transform in self.hooks.on_faces:
+            faces = transform(frame, faces)
+        self.stats.processed += 1
+        self.stats.faces += len(faces)
+        event = None
+        if faces or self.options.publish_empty:
+            lat["prev_publish"] = self._prev_publish_ms
+            event = build_frame_event(
+                device_id=self.options.device_id,
+                boot_id=self.seq.boot_id,
+                seq=self.seq.next(),
+                timestamp=frame.timestamp,
+                frame_index=frame.index,
+                width=width,
+                height=height,
+                faces=faces,
+                latency_ms=lat,
+                file=frame.file,
+            )
+            start = time.perf_counter()
+            self.publisher.publish(self.options.subtopic, event)
+            self._prev_publish_ms = (time.perf_counter() - start) * 1000.0
+            self.latency.add("publish", self._prev_publish_ms)
+            self.stats.events += 1
+            if self.stats.first_event_at is None:
+                self.stats.first_event_at = time.time()
+            for on_event in self.hooks.on_event:
+                on_event(event)
+        log.debug("frame %d: %d faces %s", frame.index, len(faces), lat)
+        result = FrameResult(frame=frame, faces=faces, event=event, latency_ms=lat)
+        for hook in self.hooks.on_frame:
+            hook(result)
+        return result

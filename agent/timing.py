@@ -1,0 +1,54 @@
+"""Per-stage latency bookkeeping shared by the frame loop and ``facecast bench``."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+
+class LatencyRecorder:
+    """Keeps the last ``window`` samples per stage (bounded memory on a long-running device)."""
+
+    def __init__(self, window: int = 10_000) -> None:
+        self._window = window
+        self._samples: dict[str, deque[float]] = {}
+
+    def add(self, stage: str, ms: float) -> None:
+        self._samples.setdefault(stage, deque(maxlen=self._window)).append(ms)
+
+    @contextmanager
+    def measure(self, stage: str, into: dict[str, float] | None = None) -> Iterator[None]:
+        """Time a block; also store the figure in ``into`` (the current frame's latency map)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            ms = (time.perf_counter() - start) * 1000.0
+            self.add(stage, ms)
+            if into is not None:
+                into[stage] = ms
+
+    def stages(self) -> list[str]:
+        return list(self._samples)
+
+    def samples(self, stage: str) -> list[float]:
+        return list(self._samples.get(stage, ()))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """``{stage: {"n", "mean", "median", "p95"}}`` in milliseconds."""
+        out: dict[str, dict[str, float]] = {}
+        for stage, values in self._samples.items():
+            if not values:
+                continue
+            arr = np.fromiter(values, dtype=np.float64)
+            out[stage] = {
+                "n": float(arr.size),
+                "mean": float(arr.mean()),
+                "median": float(np.median(arr)),
+                "p95": float(np.percentile(arr, 95)),
+            }
+        return out
