@@ -124,10 +124,10 @@ def _facecast(
 
 def _finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
     try:
-        out, err = proc.communicate(timeout=timeout)
+        _out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate()
+        _out, err = proc.communicate()
         pytest.fail(f"facecast did not finish: {err[-3000:]}")
     assert proc.returncode == 0, f"facecast exited {proc.returncode}: {err[-3000:]}"
     return err
