@@ -1,0 +1,108 @@
+"""Shared helpers and fixtures for the agent tests (kept out of conftest.py to avoid collisions).
+
+Import fixtures explicitly: ``from tests.agent_support import model_path  # noqa: F401``.
+Datasets are referenced in place (never copied): ``<repo>/../shared/datasets`` or $FACECAST_DATASETS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.classifier import default_model_path
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("FACECAST_DATASETS") or REPO.parent / "shared" / "datasets")
+VIDEOS = DATASETS / "videos"
+CLIPS = {
+    "short_hamilton_clip": (640, 360),
+    "facenet_pytorch_video": (1920, 1080),
+    "news_interview_portrait": (360, 640),
+}
+
+
+def clip(name: str) -> Path:
+    path = VIDEOS / f"{name}.mp4"
+    if not path.is_file():
+        pytest.skip(f"dataset clip missing: {path} (set FACECAST_DATASETS)")
+    return path
+
+
+def read_frames(name: str, indices: list[int], max_width: int = 0) -> list[np.ndarray]:
+    """Decode the given frame indices of a clip (real decode, no fixtures on disk)."""
+    cap = cv2.VideoCapture(str(clip(name)))
+    wanted, out, i = set(indices), [], 0
+    while wanted:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i in wanted:
+            if max_width and frame.shape[1] > max_width:
+                h = round(frame.shape[0] * max_width / frame.shape[1])
+                frame = cv2.resize(frame, (max_width, h), interpolation=cv2.INTER_AREA)
+            out.append(frame)
+            wanted.discard(i)
+        i += 1
+    cap.release()
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The emotion/gender model under test: $FACECAST_TEST_MODEL or the repository's models/."""
+    path = Path(os.environ.get("FACECAST_TEST_MODEL") or default_model_path())
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        pytest.skip(f"no model at {path} (the lead commits models/facecast_int8.tflite)")
+    return path
+
+
+def astronaut_bgr() -> np.ndarray:
+    from agent.sources.demo import astronaut_bgr as load
+
+    return load()
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m agent.cli ARGS`` in a subprocess (the real entry point, real exit status)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FACECAST_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=str(cwd or REPO),
+        check=False,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    """Lines the CLI itself wrote (runtime libraries may add their own INFO chatter)."""
+    return [line for line in stderr.splitlines() if line.startswith("facecast:")]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("facecast: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def payloads(stdout: str) -> list[dict[str, Any]]:
+    """The event payloads from ``--sink stdout`` JSON lines."""
+    return [json.loads(line)["payload"] for line in stdout.splitlines() if line.strip()]
