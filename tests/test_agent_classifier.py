@@ -10,19 +10,19 @@ import pytest
 
 from agent import preprocess
 from agent.classifier import FaceClassifier, load_classifier
+from agent.detectors.base import Detection
 from agent.errors import ModelError
 from agent.model_card import read_card
 from agent.pipeline import to_pixel_box
-from agent.detectors.base import Detection
 
 try:
-    from tests.agent_support import astronaut_bgr, model_path  # noqa: F401
+    from tests.agent_support import astronaut_bgr, model_path
 except ImportError:
     from agent_support import astronaut_bgr, model_path  # type: ignore[no-redef]  # noqa: F401
 
 
 @pytest.fixture
-def model_copy(tmp_path, model_path):  # noqa: F811
+def model_copy(tmp_path, model_path):
     """A private copy of model + card that a test may break."""
     dst = tmp_path / "m.tflite"
     shutil.copy(model_path, dst)
@@ -36,7 +36,7 @@ def _edit_card(path, edit):
     path.with_suffix(".json").write_text(json.dumps(card))
 
 
-def test_loads_and_reports_card_parameters(model_path):  # noqa: F811
+def test_loads_and_reports_card_parameters(model_path):
     clf = load_classifier(model_path)
     card = read_card(model_path.with_suffix(".json"))
     assert clf.input_size == (card.input.height, card.input.width)
@@ -71,7 +71,7 @@ def test_card_not_json(model_copy):
 
 def test_card_with_wrong_label_count(model_copy):
     _edit_card(model_copy, lambda c: c["labels"].update(emotion=c["labels"]["emotion"][:6]))
-    with pytest.raises(ModelError, match="labels.emotion"):
+    with pytest.raises(ModelError, match=r"labels\.emotion"):
         load_classifier(model_copy)
 
 
@@ -111,7 +111,7 @@ def _face(image):
     return (178.0, 81.0, 94.0, 94.0)
 
 
-def test_prepare_quantizes_with_the_models_own_parameters(model_path):  # noqa: F811
+def test_prepare_quantizes_with_the_models_own_parameters(model_path):
     clf = load_classifier(model_path)
     img = astronaut_bgr()
     batch = clf.prepare(img, [_face(img)])
@@ -127,7 +127,7 @@ def test_prepare_quantizes_with_the_models_own_parameters(model_path):  # noqa: 
     assert np.abs(batch[0, :, :, 0].astype(int) - expected.astype(int)).max() <= 1
 
 
-def test_outputs_are_probabilities_with_card_labels(model_path):  # noqa: F811
+def test_outputs_are_probabilities_with_card_labels(model_path):
     clf = load_classifier(model_path)
     img = astronaut_bgr()
     (attrs,) = clf.classify(img, [_face(img)])
@@ -140,7 +140,7 @@ def test_outputs_are_probabilities_with_card_labels(model_path):  # noqa: F811
     assert 0.5 <= attrs.gender_score <= 1.0
 
 
-def test_batched_and_looped_inference_agree(model_path):  # noqa: F811
+def test_batched_and_looped_inference_agree(model_path):
     img = astronaut_bgr()
     boxes = [_face(img), (100.0, 200.0, 150.0, 150.0), (300.0, 300.0, 60.0, 80.0)]
     batched = load_classifier(model_path, batch=True)
@@ -153,18 +153,18 @@ def test_batched_and_looped_inference_agree(model_path):  # noqa: F811
         assert x.gender_score == pytest.approx(y.gender_score, abs=0.02)
 
 
-def test_grayscale_frames_classify_like_bgr(model_path):  # noqa: F811
+def test_grayscale_frames_classify_like_bgr(model_path):
     clf = load_classifier(model_path)
     img = astronaut_bgr()
     gray = preprocess.to_gray(img)
     assert np.array_equal(clf.prepare(img, [_face(img)]), clf.prepare(gray, [_face(img)]))
 
 
-def test_no_faces_is_an_empty_result(model_path):  # noqa: F811
+def test_no_faces_is_an_empty_result(model_path):
     assert load_classifier(model_path).classify(astronaut_bgr(), []) == []
 
 
-def test_crop_at_frame_edge_is_clamped(model_path):  # noqa: F811
+def test_crop_at_frame_edge_is_clamped(model_path):
     clf = load_classifier(model_path)
     img = astronaut_bgr()
     # a face box hanging over the bottom-right corner still yields a full-size input

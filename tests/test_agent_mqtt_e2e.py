@@ -27,27 +27,12 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.brokers import (
-        Mosquitto,
-        Subscriber,
-        first_seen_order,
-        mosquitto,
-        persistent_mosquitto,
-        retained,
-        wait_for,
-    )
-except ImportError:
-    from brokers import (  # type: ignore[no-redef]
-        Mosquitto,
-        Subscriber,
-        first_seen_order,
-        mosquitto,
-        persistent_mosquitto,
-        retained,
-        wait_for,
-    )
+    from tests import brokers
+except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
+    import brokers  # type: ignore[no-redef]
 
-__all__ = ["mosquitto", "persistent_mosquitto"]  # fixtures, re-exported for pytest
+mosquitto = brokers.mosquitto  # fixtures, made visible to pytest
+persistent_mosquitto = brokers.persistent_mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("FACECAST_DATASETS") or REPO.parent / "shared" / "datasets")
@@ -139,7 +124,7 @@ def _events_published(stderr: str) -> int:
     return int(m.group(1))
 
 
-def _frames(sub: Subscriber, topic: str) -> list[dict]:
+def _frames(sub: brokers.Subscriber, topic: str) -> list[dict]:
     return [json.loads(p) for p in sub.payloads(topic)]
 
 
@@ -149,24 +134,24 @@ def _assert_contiguous_per_boot(events: list[dict]) -> dict[str, list[int]]:
     for e in events:
         by_boot.setdefault(e["boot_id"], []).append(e["seq"])
     for boot, seqs in by_boot.items():
-        first = first_seen_order(seqs)
+        first = brokers.first_seen_order(seqs)
         assert first == list(range(first[0], first[0] + len(first))), f"gap/reorder in boot {boot}"
-    return {b: first_seen_order(s) for b, s in by_boot.items()}
+    return {b: brokers.first_seen_order(s) for b, s in by_boot.items()}
 
 
 @pytest.mark.skipif(not CLIPS, reason=f"no clips under {DATASETS / 'videos'}")
 @pytest.mark.parametrize("clip", CLIPS, ids=[c.stem for c in CLIPS])
-def test_clip_events_arrive_valid_and_in_order(mosquitto: Mosquitto, tmp_path, clip):
+def test_clip_events_arrive_valid_and_in_order(mosquitto: brokers.Mosquitto, tmp_path, clip):
     validator = _validator()
     device = "e2e-" + re.sub(r"[^a-z0-9]", "", clip.stem.lower())[:20]
     frames_t, status_t = f"facecast/{device}/frames", f"facecast/{device}/status"
-    sub = Subscriber(mosquitto.port, [frames_t, status_t])
+    sub = brokers.Subscriber(mosquitto.port, [frames_t, status_t])
     try:
         proc = _facecast(mosquitto.port, tmp_path / "state", device, str(clip), "--max-frames", "40")
         err = _finish(proc)
         n = _events_published(err)
         assert n > 0, "no event (no face found in 40 frames?)"
-        assert wait_for(lambda: len(sub.payloads(frames_t)) >= n, 10)
+        assert brokers.wait_for(lambda: len(sub.payloads(frames_t)) >= n, 10)
         events = _frames(sub, frames_t)
         assert len(events) == n  # no outage: exactly once
         for e in events:
@@ -178,33 +163,35 @@ def test_clip_events_arrive_valid_and_in_order(mosquitto: Mosquitto, tmp_path, c
         seqs = [e["seq"] for e in events]
         assert seqs == list(range(seqs[0], seqs[0] + n))
         assert sub.payloads(status_t)[0] == b"online"
-        assert wait_for(lambda: sub.payloads(status_t)[-1:] == [b"stopped"], 5)
+        assert brokers.wait_for(lambda: sub.payloads(status_t)[-1:] == [b"stopped"], 5)
     finally:
         sub.close()
 
 
-def test_broker_killed_mid_run_every_event_arrives_in_order(persistent_mosquitto: Mosquitto, tmp_path):
+def test_broker_killed_mid_run_every_event_arrives_in_order(
+    persistent_mosquitto: brokers.Mosquitto, tmp_path
+):
     broker = persistent_mosquitto
     device = "e2e-brokerkill"
     frames_t, status_t = f"facecast/{device}/frames", f"facecast/{device}/status"
-    sub = Subscriber(broker.port, [frames_t, status_t], persistent=True)
-    assert wait_for((broker.workdir / "mosquitto.db").exists, 5)
+    sub = brokers.Subscriber(broker.port, [frames_t, status_t], persistent=True)
+    assert brokers.wait_for((broker.workdir / "mosquitto.db").exists, 5)
     time.sleep(1.2)  # the subscriber's session is in the autosave before the kill
     env = _env(FACECAST_SOURCE__DEMO_FPS="40", FACECAST_SOURCE__DEMO_FRAMES="400")
     proc = _facecast(broker.port, tmp_path / "state", device, "demo", env=env)
     try:
-        assert wait_for(lambda: len(sub.payloads(frames_t)) >= 40, 30)
+        assert brokers.wait_for(lambda: len(sub.payloads(frames_t)) >= 40, 30)
         broker.kill()
         time.sleep(3.0)
         broker.start()
         err = _finish(proc)
         n = _events_published(err)
         assert "connected to" in err and "again" in err, "the agent never reconnected"
-        assert wait_for(lambda: len({e["seq"] for e in _frames(sub, frames_t)}) >= n, 20)
+        assert brokers.wait_for(lambda: len({e["seq"] for e in _frames(sub, frames_t)}) >= n, 20)
         events = _frames(sub, frames_t)
         firsts = _assert_contiguous_per_boot(events)
         assert sum(len(s) for s in firsts.values()) == n
-        assert wait_for(lambda: sub.payloads(status_t)[-1:] == [b"stopped"], 5)
+        assert brokers.wait_for(lambda: sub.payloads(status_t)[-1:] == [b"stopped"], 5)
         statuses = sub.payloads(status_t)
         assert statuses.count(b"online") >= 2, statuses  # announced again after the restart
     finally:
@@ -214,31 +201,31 @@ def test_broker_killed_mid_run_every_event_arrives_in_order(persistent_mosquitto
         sub.close()
 
 
-def test_agent_sigkill_gives_offline_and_next_run_delivers_the_rest(mosquitto: Mosquitto, tmp_path):
+def test_agent_sigkill_gives_offline_and_next_run_delivers_the_rest(mosquitto: brokers.Mosquitto, tmp_path):
     device = "e2e-agentkill"
     frames_t, status_t = f"facecast/{device}/frames", f"facecast/{device}/status"
     state = tmp_path / "state"
-    sub = Subscriber(mosquitto.port, [frames_t, status_t])
+    sub = brokers.Subscriber(mosquitto.port, [frames_t, status_t])
     env = _env(FACECAST_SOURCE__DEMO_FPS="30", FACECAST_SOURCE__DEMO_FRAMES="100000")
     proc = _facecast(mosquitto.port, state, device, "demo", env=env)
     try:
-        assert wait_for(lambda: len(sub.payloads(frames_t)) >= 20, 30)
+        assert brokers.wait_for(lambda: len(sub.payloads(frames_t)) >= 20, 30)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
-        assert wait_for(lambda: sub.payloads(status_t)[-1:] == [b"offline"], 10)
-        assert retained(mosquitto.port, status_t) == "offline"
+        assert brokers.wait_for(lambda: sub.payloads(status_t)[-1:] == [b"offline"], 10)
+        assert brokers.retained(mosquitto.port, status_t) == "offline"
         before = _frames(sub, frames_t)
         # Restarted, the agent comes back online and resumes with a new boot_id and higher seqs.
         proc = _facecast(mosquitto.port, state, device, "demo", "--max-frames", "10", env=env)
         err = _finish(proc)
         n2 = _events_published(err)
-        assert wait_for(lambda: len(_frames(sub, frames_t)) >= len(before) + n2, 10)
+        assert brokers.wait_for(lambda: len(_frames(sub, frames_t)) >= len(before) + n2, 10)
         events = _frames(sub, frames_t)
         firsts = _assert_contiguous_per_boot(events)
         assert len(firsts) == 2
         boots = list(dict.fromkeys(e["boot_id"] for e in events))
         assert min(firsts[boots[1]]) > max(firsts[boots[0]])
-        assert retained(mosquitto.port, status_t) == "stopped"
+        assert brokers.retained(mosquitto.port, status_t) == "stopped"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -250,7 +237,7 @@ def test_agent_sigkill_gives_offline_and_next_run_delivers_the_rest(mosquitto: M
 def test_agent_run_while_broker_down_then_both_back(tmp_path):
     """Run 1 with no broker (events buffered on disk), run 2 after the broker is up: run 1's
     events arrive first and in order, then run 2's."""
-    broker = Mosquitto(tmp_path / "broker")  # port chosen, not started
+    broker = brokers.Mosquitto(tmp_path / "broker")  # port chosen, not started
     device = "e2e-offline"
     frames_t = f"facecast/{device}/frames"
     state = tmp_path / "state"
@@ -261,11 +248,11 @@ def test_agent_run_while_broker_down_then_both_back(tmp_path):
     assert "unreachable" in err1
     assert "kept on disk" in err1
     broker.start()
-    sub = Subscriber(broker.port, [frames_t])
+    sub = brokers.Subscriber(broker.port, [frames_t])
     try:
         err2 = _finish(_facecast(broker.port, state, device, clip, "--max-frames", "15"))
         n2 = _events_published(err2)
-        assert wait_for(lambda: len(sub.payloads(frames_t)) >= n1 + n2, 10)
+        assert brokers.wait_for(lambda: len(sub.payloads(frames_t)) >= n1 + n2, 10)
         events = _frames(sub, frames_t)
         assert len(events) == n1 + n2
         boots = list(dict.fromkeys(e["boot_id"] for e in events))

@@ -11,14 +11,16 @@ from agent.errors import ModelError, RuntimeMissingError
 from agent.runtime import RUNTIME_CANDIDATES, find_interpreter_class, load_interpreter
 
 try:
-    from tests.agent_support import model_path  # noqa: F401
+    from tests.agent_support import model_path
 except ImportError:
     from agent_support import model_path  # type: ignore[no-redef]  # noqa: F401
 
 
 def test_no_runtime_names_what_to_install():
     with pytest.raises(RuntimeMissingError) as err:
-        find_interpreter_class([("facecast_no_such_runtime", "Interpreter"), ("also_missing.lite", "Interpreter")])
+        find_interpreter_class(
+            [("facecast_no_such_runtime", "Interpreter"), ("also_missing.lite", "Interpreter")]
+        )
     message = str(err.value)
     assert "ai-edge-litert" in message
     assert "\n" not in message
@@ -49,7 +51,7 @@ def test_missing_model_file(tmp_path):
         load_interpreter(tmp_path / "nope.tflite")
 
 
-def test_agent_never_imports_tensorflow(model_path):  # noqa: F811
+def test_agent_never_imports_tensorflow(model_path):
     code = (
         "import sys, numpy as np\n"
         "import agent.cli, agent.app, agent.bench, agent.demo\n"
