@@ -20,29 +20,12 @@ from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import BufferConfig, MqttConfig
 
 try:
-    from tests.brokers import (
-        Mosquitto,
-        Subscriber,
-        first_seen_order,
-        free_port,
-        mosquitto,
-        persistent_mosquitto,
-        retained,
-        wait_for,
-    )
+    from tests import brokers
 except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    from brokers import (  # type: ignore[no-redef]
-        Mosquitto,
-        Subscriber,
-        first_seen_order,
-        free_port,
-        mosquitto,
-        persistent_mosquitto,
-        retained,
-        wait_for,
-    )
+    import brokers  # type: ignore[no-redef]
 
-__all__ = ["mosquitto", "persistent_mosquitto"]  # fixtures, re-exported for pytest
+mosquitto = brokers.mosquitto  # fixtures, made visible to pytest
+persistent_mosquitto = brokers.persistent_mosquitto
 
 DEVICE = "testcam"
 FRAMES = f"facecast/{DEVICE}/frames"
@@ -59,39 +42,39 @@ def test_is_a_publisher(tmp_path):
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
-def test_in_order_delivery_and_status(mosquitto: Mosquitto, tmp_path, protocol):
-    sub = Subscriber(mosquitto.port, [FRAMES, STATUS])
+def test_in_order_delivery_and_status(mosquitto: brokers.Mosquitto, tmp_path, protocol):
+    sub = brokers.Subscriber(mosquitto.port, [FRAMES, STATUS])
     pub = MqttPublisher(make_config(mosquitto.port, protocol=protocol), DEVICE, tmp_path)
     try:
         pub.start()
-        assert wait_for(lambda: b"online" in sub.payloads(STATUS), 10)
-        assert retained(mosquitto.port, STATUS) == "online"
+        assert brokers.wait_for(lambda: b"online" in sub.payloads(STATUS), 10)
+        assert brokers.retained(mosquitto.port, STATUS) == "online"
         n = 2000
         for i in range(n):
             pub.publish("frames", {"seq": i, "faces": []})
-        assert wait_for(lambda: len(sub.payloads(FRAMES)) >= n, 20)
+        assert brokers.wait_for(lambda: len(sub.payloads(FRAMES)) >= n, 20)
         assert sub.seqs(FRAMES) == list(range(n))  # no reconnect here: exactly once, in order
         pub.close(timeout=10)
         stats = pub.stats()
         assert stats["published"] == n
         assert stats["dropped"] == 0
-        assert wait_for(lambda: sub.payloads(STATUS)[-1:] == [b"stopped"], 5)
-        assert retained(mosquitto.port, STATUS) == "stopped"
+        assert brokers.wait_for(lambda: sub.payloads(STATUS)[-1:] == [b"stopped"], 5)
+        assert brokers.retained(mosquitto.port, STATUS) == "stopped"
     finally:
         pub.close(timeout=1)
         sub.close()
 
 
-def test_qos0_skips_buffer_and_string_payloads(mosquitto: Mosquitto, tmp_path):
+def test_qos0_skips_buffer_and_string_payloads(mosquitto: brokers.Mosquitto, tmp_path):
     stats_topic = f"facecast/{DEVICE}/stats"
-    sub = Subscriber(mosquitto.port, [stats_topic, STATUS])
+    sub = brokers.Subscriber(mosquitto.port, [stats_topic, STATUS])
     pub = MqttPublisher(make_config(mosquitto.port), DEVICE, tmp_path)
     try:
         pub.start()
         pub.publish("stats", "dropped before connect", qos=0)  # may or may not be connected yet
-        assert wait_for(pub.is_connected, 10)
+        assert brokers.wait_for(pub.is_connected, 10)
         pub.publish("stats", '{"fps": 9.5}', qos=0)
-        assert wait_for(lambda: b'{"fps": 9.5}' in sub.payloads(stats_topic), 5)
+        assert brokers.wait_for(lambda: b'{"fps": 9.5}' in sub.payloads(stats_topic), 5)
         s = pub.stats()
         assert s["qos0_published"] + s["qos0_dropped"] == 2
         assert s["buffered"] == 0
@@ -103,7 +86,7 @@ def test_qos0_skips_buffer_and_string_payloads(mosquitto: Mosquitto, tmp_path):
 def test_unreachable_at_start_buffers_then_replays_in_order(tmp_path, caplog):
     """Broker down at start: start() must not raise; events persist; the next run delivers them."""
     caplog.set_level(logging.INFO, logger="agent.comms")
-    port = free_port()
+    port = brokers.free_port()
     state = tmp_path / "state"
     pub = MqttPublisher(make_config(port), DEVICE, state)
     pub.start()  # nobody listens on `port`
@@ -116,15 +99,15 @@ def test_unreachable_at_start_buffers_then_replays_in_order(tmp_path, caplog):
     unreachable = [r for r in caplog.records if "unreachable;" in r.getMessage()]
     assert len(unreachable) == 1, "one line per outage, not one per retry"
 
-    broker = Mosquitto(tmp_path / "broker", port=port)
+    broker = brokers.Mosquitto(tmp_path / "broker", port=port)
     broker.start()
-    sub = Subscriber(port, [FRAMES])
+    sub = brokers.Subscriber(port, [FRAMES])
     pub2 = MqttPublisher(make_config(port), DEVICE, state)
     try:
         pub2.start()
         for i in range(300, 400):  # new events of the new run queue behind the old ones
             pub2.publish("frames", {"seq": i})
-        assert wait_for(lambda: len(sub.payloads(FRAMES)) >= 400, 20)
+        assert brokers.wait_for(lambda: len(sub.payloads(FRAMES)) >= 400, 20)
         assert sub.seqs(FRAMES) == list(range(400))
         pub2.close(timeout=5)
         assert pub2.stats()["buffered"] == 0
@@ -134,8 +117,8 @@ def test_unreachable_at_start_buffers_then_replays_in_order(tmp_path, caplog):
         broker.stop()
 
 
-def test_drop_oldest_when_full_is_counted(mosquitto: Mosquitto, tmp_path):
-    port = free_port()  # unreachable: everything stays in the buffer
+def test_drop_oldest_when_full_is_counted(mosquitto: brokers.Mosquitto, tmp_path):
+    port = brokers.free_port()  # unreachable: everything stays in the buffer
     cfg = make_config(port, buffer=BufferConfig(max_events=50))
     pub = MqttPublisher(cfg, DEVICE, tmp_path)
     pub.start()
@@ -147,11 +130,11 @@ def test_drop_oldest_when_full_is_counted(mosquitto: Mosquitto, tmp_path):
     pub.close(timeout=0.2)
 
     # The survivors are the newest 50, delivered in order once a broker is there.
-    sub = Subscriber(mosquitto.port, [FRAMES])
+    sub = brokers.Subscriber(mosquitto.port, [FRAMES])
     pub2 = MqttPublisher(make_config(mosquitto.port, buffer=BufferConfig(max_events=50)), DEVICE, tmp_path)
     try:
         pub2.start()
-        assert wait_for(lambda: len(sub.payloads(FRAMES)) >= 50, 10)
+        assert brokers.wait_for(lambda: len(sub.payloads(FRAMES)) >= 50, 10)
         assert sub.seqs(FRAMES) == list(range(30, 80))
     finally:
         pub2.close(timeout=2)
@@ -159,7 +142,9 @@ def test_drop_oldest_when_full_is_counted(mosquitto: Mosquitto, tmp_path):
 
 
 @pytest.mark.slow
-def test_broker_killed_mid_stream_every_seq_arrives_in_order(persistent_mosquitto: Mosquitto, tmp_path):
+def test_broker_killed_mid_stream_every_seq_arrives_in_order(
+    persistent_mosquitto: brokers.Mosquitto, tmp_path
+):
     """SIGKILL the broker for ~4 s while publishing ~80 events/s; restart it on the same port.
 
     The subscriber holds a persistent session (clean_session=False) on an autosaving broker, so
@@ -167,10 +152,10 @@ def test_broker_killed_mid_stream_every_seq_arrives_in_order(persistent_mosquitt
     then honest and strict: every seq is seen at least once and first sightings are in order.
     """
     broker = persistent_mosquitto
-    sub = Subscriber(broker.port, [FRAMES, STATUS], persistent=True)
+    sub = brokers.Subscriber(broker.port, [FRAMES, STATUS], persistent=True)
     # Let the broker autosave the subscriber's session before we kill it.
     db = broker.workdir / "mosquitto.db"
-    assert wait_for(db.exists, 5)
+    assert brokers.wait_for(db.exists, 5)
     time.sleep(1.2)
     pub = MqttPublisher(make_config(broker.port), DEVICE, tmp_path)
     stop = threading.Event()
@@ -187,7 +172,7 @@ def test_broker_killed_mid_stream_every_seq_arrives_in_order(persistent_mosquitt
     producer = threading.Thread(target=produce)
     try:
         pub.start()
-        assert wait_for(pub.is_connected, 10)
+        assert brokers.wait_for(pub.is_connected, 10)
         producer.start()
         time.sleep(2.0)
         broker.kill()
@@ -195,17 +180,17 @@ def test_broker_killed_mid_stream_every_seq_arrives_in_order(persistent_mosquitt
         time.sleep(4.0)
         assert pub.stats()["buffered"] > 0  # events accepted while the broker is down
         broker.start()
-        assert wait_for(lambda: pub.stats()["reconnects"] >= 1, 15)
+        assert brokers.wait_for(lambda: pub.stats()["reconnects"] >= 1, 15)
         time.sleep(2.0)
         stop.set()
         producer.join()
         total = len(sent)
         assert total > killed_at + 200
-        assert wait_for(lambda: len(set(sub.seqs(FRAMES))) >= total, 20)
+        assert brokers.wait_for(lambda: len(set(sub.seqs(FRAMES))) >= total, 20)
         seen = sub.seqs(FRAMES)
-        assert first_seen_order(seen) == list(range(total))
-        assert wait_for(lambda: sub.payloads(STATUS)[-1:] == [b"online"], 5)
-        assert retained(broker.port, STATUS) == "online"
+        assert brokers.first_seen_order(seen) == list(range(total))
+        assert brokers.wait_for(lambda: sub.payloads(STATUS)[-1:] == [b"online"], 5)
+        assert brokers.retained(broker.port, STATUS) == "online"
         pub.close(timeout=5)
         assert pub.stats()["buffered"] == 0
         assert pub.stats()["reconnects"] == 1
@@ -238,8 +223,8 @@ _CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_of_publisher_process_publishes_offline_will(mosquitto: Mosquitto, tmp_path):
-    sub = Subscriber(mosquitto.port, [STATUS])
+def test_sigkill_of_publisher_process_publishes_offline_will(mosquitto: brokers.Mosquitto, tmp_path):
+    sub = brokers.Subscriber(mosquitto.port, [STATUS])
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(mosquitto.port), DEVICE, str(tmp_path / "child")],
@@ -250,12 +235,12 @@ def test_sigkill_of_publisher_process_publishes_offline_will(mosquitto: Mosquitt
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == b"ready"
-        assert wait_for(lambda: b"online" in sub.payloads(STATUS), 10)
+        assert brokers.wait_for(lambda: b"online" in sub.payloads(STATUS), 10)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
-        # The kernel closes the socket: Mosquitto sees the loss at once and fires the will.
-        assert wait_for(lambda: sub.payloads(STATUS)[-1:] == [b"offline"], 10)
-        assert retained(mosquitto.port, STATUS) == "offline"
+        # The kernel closes the socket: brokers.Mosquitto sees the loss at once and fires the will.
+        assert brokers.wait_for(lambda: sub.payloads(STATUS)[-1:] == [b"offline"], 10)
+        assert brokers.retained(mosquitto.port, STATUS) == "offline"
     finally:
         if child.poll() is None:
             child.kill()
@@ -272,7 +257,7 @@ def test_sigkill_of_publisher_process_publishes_offline_will(mosquitto: Mosquitt
     assert ids == sorted(ids)
 
 
-def test_password_never_logged_nor_shown(mosquitto: Mosquitto, tmp_path, caplog, monkeypatch):
+def test_password_never_logged_nor_shown(mosquitto: brokers.Mosquitto, tmp_path, caplog, monkeypatch):
     secret = "hunter2-Sup3rSecret"
     caplog.set_level(logging.DEBUG)
     cfg = make_config(mosquitto.port, username="cam", password=secret)
@@ -283,7 +268,7 @@ def test_password_never_logged_nor_shown(mosquitto: Mosquitto, tmp_path, caplog,
     pub = MqttPublisher(cfg, DEVICE, tmp_path)
     try:
         pub.start()
-        assert wait_for(pub.is_connected, 10)  # anonymous broker accepts any credentials
+        assert brokers.wait_for(pub.is_connected, 10)  # anonymous broker accepts any credentials
         pub.publish("frames", {"seq": 0})
         pub.close(timeout=3)
     finally:

@@ -20,9 +20,9 @@ from agent.comms.stdout import StdoutPublisher
 from agent.config.mqtt import MqttConfig
 
 try:
-    from tests.brokers import free_port, wait_for
-except ImportError:
-    from brokers import free_port, wait_for  # type: ignore[no-redef]
+    from tests import brokers
+except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
+    import brokers  # type: ignore[no-redef]
 
 
 def test_stdout_json_lines(tmp_path, capsys):
@@ -64,7 +64,7 @@ def test_factory_mqtt_and_unknown(tmp_path):
 
 
 def test_embedded_broker_round_trip():
-    port = free_port()
+    port = brokers.free_port()
     assert not broker_reachable("127.0.0.1", port, 0.2)
     got: list[bytes] = []
     arrived = threading.Event()
@@ -92,18 +92,18 @@ def test_embedded_broker_round_trip():
             c.disconnect()
             c.loop_stop()
     assert got == [b"hello"]
-    assert wait_for(lambda: not broker_reachable("127.0.0.1", port, 0.2), 5)
+    assert brokers.wait_for(lambda: not broker_reachable("127.0.0.1", port, 0.2), 5)
 
 
 def test_embedded_broker_port_taken_raises():
-    port = free_port()
+    port = brokers.free_port()
     with EmbeddedBroker("127.0.0.1", port), pytest.raises(RuntimeError, match="failed to start"):
         EmbeddedBroker("127.0.0.1", port, start_timeout=5).start()
 
 
 def test_mqtt_publisher_through_embedded_broker(tmp_path):
     """The demo path: our publisher against amqtt instead of Mosquitto."""
-    port = free_port()
+    port = brokers.free_port()
     with EmbeddedBroker("127.0.0.1", port):
         pub = MqttPublisher(MqttConfig(port=port), "democam", tmp_path)
         pub.start()

@@ -59,7 +59,7 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the broker down and join its thread."""
         loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
+        if loop is not None and not loop.is_closed() and thread is not None and thread.is_alive():
             if self._broker is not None:
                 fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), loop)
                 try:
@@ -68,6 +68,8 @@ class EmbeddedBroker:
                     logger.warning("embedded broker shutdown: %s", exc)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=timeout)
+        elif thread is not None:
+            thread.join(timeout=timeout)  # a failed start: the thread is already on its way out
         self._broker = None
         self._loop = None
 
@@ -91,9 +93,10 @@ class EmbeddedBroker:
         try:
             loop.run_until_complete(self._boot())
         except Exception as exc:  # noqa: BLE001 - handed to start()'s caller via the future
-            if not self._started.done():
-                self._started.set_exception(exc)
+            self._broker = None
+            self._loop = None
             loop.close()
+            self._started.set_exception(exc)
             return
         self._started.set_result(None)
         try:
