@@ -64,6 +64,15 @@ def model_path() -> Path:
     return path
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def astronaut_bgr() -> np.ndarray:
     from agent.sources.demo import astronaut_bgr as load
 

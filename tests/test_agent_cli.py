@@ -1,0 +1,236 @@
+"""``facecast`` end to end in a subprocess: real clips, real models, JSON lines, exit codes, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import jsonschema
+import pytest
+
+from agent.events import load_schema
+
+try:
+    from tests.agent_support import (
+        CLIPS,
+        REPO,
+        assert_one_line_error,
+        astronaut_bgr,
+        clip,
+        free_port,
+        model_path,
+        payloads,
+        run_cli,
+    )
+except ImportError:
+    from agent_support import (  # type: ignore[no-redef]
+        CLIPS,
+        REPO,
+        assert_one_line_error,
+        astronaut_bgr,
+        clip,
+        free_port,
+        model_path,  # noqa: F401
+        payloads,
+        run_cli,
+    )
+
+FRAMES = 40
+
+
+def run_stdout(model, state_dir, *args):
+    return run_cli(
+        "run",
+        "--sink",
+        "stdout",
+        "--model",
+        str(model),
+        "--state-dir",
+        str(state_dir),
+        "--device-id",
+        "t1",
+        *args,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_run_on_each_clip_emits_schema_valid_json_lines(name, model_path, tmp_path):
+    proc = run_stdout(model_path, tmp_path, "--source", str(clip(name)), "--max-frames", str(FRAMES))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines, f"no events on {name}: {proc.stderr[-500:]}"
+    validator = jsonschema.Draft202012Validator(load_schema())
+    width, height = CLIPS[name]
+    previous = -1
+    for line in lines:
+        record = json.loads(line)  # every stdout line is one JSON document
+        assert record["topic"] == "facecast/t1/frames"
+        event = record["payload"]
+        validator.validate(event)
+        assert event["seq"] > previous
+        previous = event["seq"]
+        assert (event["frame"]["width"], event["frame"]["height"]) == (width, height)
+        assert 0 <= event["frame"]["index"] < FRAMES
+        for face in event["faces"]:
+            x, y, w, h = face["box"]
+            assert x + w <= width and y + h <= height
+    assert len(lines) <= FRAMES
+
+
+def test_seq_continues_across_runs_with_the_same_state_dir(model_path, tmp_path):
+    source = str(clip("news_interview_portrait"))
+    first = payloads(run_stdout(model_path, tmp_path, "--source", source, "--max-frames", "5").stdout)
+    second = payloads(run_stdout(model_path, tmp_path, "--source", source, "--max-frames", "5").stdout)
+    assert first and second
+    assert min(e["seq"] for e in second) > max(e["seq"] for e in first)
+    assert first[0]["boot_id"] != second[0]["boot_id"]
+
+
+def test_folder_source_events_name_their_files(model_path, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "001.jpg"), astronaut_bgr())
+    (folder / "002.jpg").write_bytes(b"broken")
+    cv2.imwrite(str(folder / "003.png"), astronaut_bgr()[:, ::-1])
+    proc = run_stdout(model_path, tmp_path / "state", "--source", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    events = payloads(proc.stdout)
+    assert [e["frame"]["file"] for e in events] == ["001.jpg", "003.png"]
+    assert "002.jpg" in proc.stderr  # the skipped file is logged
+
+
+def test_sigterm_stops_cleanly_within_5_seconds(model_path, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACECAST_")}
+    env["FACECAST_SOURCE__DEMO_FPS"] = "20"
+    env["FACECAST_SOURCE__DEMO_FRAMES"] = "100000"
+    cmd = [sys.executable, "-m", "agent.cli", "run", "--source", "demo", "--sink", "stdout"]
+    proc = subprocess.Popen(
+        [*cmd, "--model", str(model_path), "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(REPO),
+    )
+    try:
+        first = proc.stdout.readline()  # wait for the first event: the loop is running
+        assert json.loads(first)["payload"]["seq"] >= 0
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=5)
+        elapsed = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read()
+    assert rc == 0, stderr
+    assert elapsed < 5.0
+    assert "received SIGTERM" in stderr and "pipeline stopped" in stderr
+
+
+def test_missing_model_is_one_line(tmp_path):
+    proc = run_cli("run", "--source", "demo", "--sink", "stdout", "--model", str(tmp_path / "none.tflite"))
+    assert_one_line_error(proc, "model file not found")
+    assert proc.stdout == ""
+
+
+def test_corrupt_model_is_one_line(tmp_path, model_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(os.urandom(3000))
+    bad.with_suffix(".json").write_text(model_path.with_suffix(".json").read_text())
+    proc = run_cli("run", "--source", "demo", "--sink", "stdout", "--model", str(bad))
+    assert_one_line_error(proc, "bad.tflite")
+
+
+def test_mismatched_card_is_one_line(tmp_path, model_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(model_path.read_bytes())
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    card["input"]["width"] += 8
+    model.with_suffix(".json").write_text(json.dumps(card))
+    proc = run_cli("run", "--source", "demo", "--sink", "stdout", "--model", str(model))
+    assert_one_line_error(proc, "input shape")
+
+
+def test_unreadable_source_is_one_line(model_path, tmp_path):
+    proc = run_stdout(model_path, tmp_path, "--source", str(tmp_path / "missing.mp4"))
+    assert_one_line_error(proc, "source not found")
+
+
+def test_bad_flag_is_one_line():
+    proc = run_cli("run", "--sink", "carrier-pigeon")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "--sink")
+
+
+def test_unreachable_broker_is_not_an_error(model_path, tmp_path):
+    """Port 9 (discard) has no broker: the run completes and keeps the events buffered on disk."""
+    proc = run_cli(
+        "run",
+        "--source",
+        "demo",
+        "--model",
+        str(model_path),
+        "--state-dir",
+        str(tmp_path),
+        "--mqtt-host",
+        "127.0.0.1",
+        "--mqtt-port",
+        "9",
+        "--max-frames",
+        "5",
+        env={"FACECAST_SOURCE__DEMO_FRAMES": "5"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bench_reports_the_figures(model_path, tmp_path):
+    proc = run_cli(
+        "bench",
+        "--source",
+        str(clip("short_hamilton_clip")),
+        "--model",
+        str(model_path),
+        "--state-dir",
+        str(tmp_path),
+        "--max-frames",
+        "60",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["frames"] == 60 and result["fps"] > 0
+    assert {"decode", "detect", "classify", "publish"} <= set(result["stages"])
+    assert result["peak_rss_mb"] > 20
+    assert result["first_event_s"] is None or 0 < result["first_event_s"] < 30
+    assert result["faces"] == 0 or result["classify_ms_per_face"] > 0
+
+
+def test_demo_without_a_broker_uses_the_embedded_one(model_path, tmp_path):
+    port = free_port()
+    proc = run_cli(
+        "demo",
+        "--frames",
+        "12",
+        "--fps",
+        "0",
+        "--model",
+        str(model_path),
+        "--state-dir",
+        str(tmp_path),
+        "--mqtt-port",
+        str(port),
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("seq ")]
+    assert len(lines) >= 10
+    assert "embedded broker" in proc.stdout
+    assert any(" 2 faces " in line for line in lines)

@@ -1,0 +1,151 @@
+"""The frame loop with real stages: corrupt frames, hooks, stop(), and events that validate."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+
+import jsonschema
+import numpy as np
+import pytest
+
+from agent.classifier import load_classifier
+from agent.comms.stdout import StdoutPublisher
+from agent.detectors import create_detector
+from agent.events import SeqAllocator, load_schema
+from agent.pipeline import Pipeline, PipelineHooks, PipelineOptions
+from agent.sources.base import Frame
+from agent.sources.demo import DemoSource
+
+try:
+    from tests.agent_support import astronaut_bgr, model_path
+except ImportError:
+    from agent_support import astronaut_bgr, model_path  # type: ignore[no-redef]  # noqa: F401
+
+
+class ListSource:
+    """A real in-memory frame source (e.g. frames already decoded elsewhere)."""
+
+    name = "list"
+    live = False
+
+    def __init__(self, images):
+        self.images = images
+        self.closed = False
+
+    def __iter__(self):
+        for i, image in enumerate(self.images):
+            if self.closed:
+                return
+            yield Frame(index=i, timestamp=time.time(), image=image)
+
+    def close(self):
+        self.closed = True
+
+    def stats(self):
+        return {"read": len(self.images)}
+
+
+@pytest.fixture(scope="module")
+def stages(model_path):
+    return create_detector("blazeface"), load_classifier(model_path)
+
+
+def make(stages, source, tmp_path, **opts):
+    out = io.StringIO()
+    pub = StdoutPublisher("test-dev", stream=out)
+    pub.start()
+    detector, classifier = stages
+    hooks = opts.pop("hooks", None)
+    pipeline = Pipeline(
+        source,
+        detector,
+        classifier,
+        pub,
+        SeqAllocator(tmp_path),
+        PipelineOptions(device_id="test-dev", **opts),
+        hooks,
+    )
+    return pipeline, out
+
+
+def events(out):
+    return [json.loads(line)["payload"] for line in out.getvalue().splitlines()]
+
+
+def test_corrupt_frames_mid_stream_are_skipped_and_counted(stages, tmp_path, caplog):
+    face = astronaut_bgr()
+    images = [
+        face,
+        None,
+        np.zeros((0, 0, 3), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((4, 4, 3), np.uint8),
+        face,
+    ]
+    pipeline, out = make(stages, ListSource(images), tmp_path)
+    with caplog.at_level("WARNING"):
+        stats = pipeline.run()
+    assert stats.frames == 6 and stats.corrupt == 4 and stats.processed == 2
+    got = events(out)
+    assert [e["frame"]["index"] for e in got] == [0, 5]
+    # logged once for the first corrupt frame, not once per frame
+    assert sum("corrupt frame" in r.message for r in caplog.records) == 1
+
+
+def test_events_validate_and_boxes_are_in_original_coordinates(stages, tmp_path):
+    big = np.zeros((1024, 2048, 3), np.uint8)
+    big[100:612, 900:1412] = astronaut_bgr()  # the face sits near x 1080-1180, y 180-280
+    pipeline, out = make(stages, ListSource([big]), tmp_path, max_width=640)
+    pipeline.run()
+    (event,) = events(out)
+    jsonschema.validate(event, load_schema())
+    assert (event["frame"]["width"], event["frame"]["height"]) == (2048, 1024)
+    x, y, w, h = event["faces"][0]["box"]
+    assert 1040 <= x + w / 2 <= 1200 and 170 <= y + h / 2 <= 290
+    assert w > 40  # scaled back up, not left at detection size
+
+
+def test_empty_frames_published_only_when_asked(stages, tmp_path):
+    blank = np.full((240, 320, 3), 90, np.uint8)
+    pipeline, out = make(stages, ListSource([blank, blank]), tmp_path)
+    assert pipeline.run().events == 0 and out.getvalue() == ""
+    pipeline, out = make(stages, ListSource([blank, blank]), tmp_path / "b", publish_empty=True)
+    pipeline.run()
+    assert [len(e["faces"]) for e in events(out)] == [0, 0]
+
+
+def test_hooks_see_every_frame_and_can_filter_faces(stages, tmp_path):
+    seen = []
+    hooks = PipelineHooks(
+        on_frame=[lambda r: seen.append((r.frame.index, len(r.faces)))],
+        on_faces=[lambda frame, faces: faces[:1]],
+    )
+    images = [
+        astronaut_bgr(),
+        np.full((100, 100, 3), 0, np.uint8),
+        next(iter(DemoSource(frames=2))).image,
+    ]
+    pipeline, _ = make(stages, ListSource(images), tmp_path, hooks=hooks)
+    pipeline.run()
+    assert [i for i, _ in seen] == [0, 1, 2]
+    assert all(n <= 1 for _, n in seen)
+    assert seen[1][1] == 0
+
+
+def test_stop_from_another_thread_ends_the_loop_quickly(stages, tmp_path):
+    pipeline, _ = make(stages, DemoSource(frames=10_000, fps=50), tmp_path)
+    threading.Timer(0.5, pipeline.stop).start()
+    start = time.monotonic()
+    stats = pipeline.run()
+    assert time.monotonic() - start < 3.0
+    assert 0 < stats.frames < 10_000
+
+
+def test_max_frames(stages, tmp_path):
+    pipeline, out = make(stages, DemoSource(frames=50), tmp_path, max_frames=7)
+    assert pipeline.run().frames == 7
+    seqs = [e["seq"] for e in events(out)]
+    assert seqs == sorted(seqs) and len(seqs) == 7

@@ -1,0 +1,193 @@
+"""Frame sources: image folders (with broken files), video files, live grabbing, demo, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.detectors import create_detector
+from agent.errors import SourceError
+from agent.sources import open_source, redact_url
+from agent.sources.demo import DemoSource
+from agent.sources.files import ImageFolderSource, VideoFileSource
+from agent.sources.live import LatestFrameSource
+
+try:
+    from tests.agent_support import CLIPS, astronaut_bgr, clip
+except ImportError:
+    from agent_support import CLIPS, astronaut_bgr, clip  # type: ignore[no-redef]
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    img = astronaut_bgr()
+    cv2.imwrite(str(tmp_path / "a_first.jpg"), img)
+    (tmp_path / "b_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 20)
+    (tmp_path / "c_empty.png").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "d_second.png"), cv2.resize(img, (256, 256)))
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_folder_skips_and_counts_unreadable_images(image_folder):
+    source = open_source(str(image_folder))
+    assert isinstance(source, ImageFolderSource) and not source.live
+    frames = list(source)
+    assert [f.file for f in frames] == ["a_first.jpg", "d_second.png"]
+    assert frames[0].image.shape == (512, 512, 3)
+    assert frames[1].image.shape == (256, 256, 3)
+    assert source.stats() == {"read": 2, "skipped": 2}
+
+
+def test_folder_without_images(tmp_path):
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(SourceError, match="no image files"):
+        open_source(str(tmp_path))
+
+
+def test_video_file_yields_every_frame():
+    path = clip("short_hamilton_clip")
+    expected = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
+    source = open_source(str(path))
+    assert isinstance(source, VideoFileSource)
+    indices = [f.index for f in source]
+    assert indices == list(range(len(indices)))
+    assert abs(len(indices) - expected) <= 2
+    assert source.stats()["read"] == len(indices)
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_video_frame_size(name):
+    source = open_source(str(clip(name)))
+    frame = next(iter(source))
+    source.close()
+    assert (frame.image.shape[1], frame.image.shape[0]) == CLIPS[name]
+
+
+def test_close_stops_a_file_source_early():
+    source = open_source(str(clip("news_interview_portrait")))
+    count = 0
+    for _ in source:
+        count += 1
+        if count == 5:
+            source.close()
+    assert count == 5
+
+
+def test_unreadable_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(SourceError, match="source not found"):
+        open_source(str(tmp_path / "missing.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 4096)
+    with pytest.raises(SourceError) as err:
+        open_source(str(junk))
+    assert "junk.mp4" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_picamera2_off_a_pi_is_a_clear_error():
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("picamera2 is installed here")
+    with pytest.raises(SourceError) as err:
+        open_source("picamera2")
+    assert "picamera2" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_camera_is_a_clear_error():
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source("/dev/video97")
+
+
+def test_stream_urls_are_redacted():
+    assert redact_url("rtsp://cam:hunter2@10.0.0.5:554/live") == "rtsp://cam:***@10.0.0.5:554/live"
+    assert redact_url("rtsp://10.0.0.5/live") == "rtsp://10.0.0.5/live"
+
+
+class ScriptedCapture:
+    """A stand-in *device* (no camera exists here): yields numbered frames, can die after N reads."""
+
+    def __init__(self, die_after: int | None = None, period: float = 0.001) -> None:
+        self.n = 0
+        self.die_after = die_after
+        self.period = period
+        self.released = False
+
+    def read(self):
+        time.sleep(self.period)
+        if self.die_after is not None and self.n >= self.die_after:
+            return None
+        self.n += 1
+        return np.full((8, 8, 3), self.n % 256, np.uint8)
+
+    def release(self):
+        self.released = True
+
+
+def test_live_source_keeps_only_the_newest_frame():
+    source = LatestFrameSource("scripted", lambda: ScriptedCapture(period=0.001))
+    got = []
+    for frame in source:
+        got.append(frame.index)
+        time.sleep(0.02)  # a slow consumer
+        if len(got) == 5:
+            break
+    source.close()
+    stats = source.stats()
+    assert stats["dropped"] > 0
+    assert got == sorted(got) and len(set(got)) == len(got)
+    assert got[-1] - got[0] > 4  # frames were skipped, not queued
+
+
+def test_live_source_reopens_with_backoff_after_the_device_disappears():
+    opened = []
+    attempts = {"n": 0}
+
+    def opener():
+        attempts["n"] += 1
+        if len(opened) == 1 and attempts["n"] < 4:  # the device is gone for two attempts
+            from agent.errors import SourceError as Gone
+
+            raise Gone("device gone")
+        cap = ScriptedCapture(die_after=3 if not opened else None)
+        opened.append(cap)
+        return cap
+
+    source = LatestFrameSource("flaky", opener, backoff_initial=0.01, backoff_max=0.05)
+    seen = 0
+    deadline = time.monotonic() + 5
+    for _ in source:
+        seen += 1
+        if (len(opened) >= 2 and seen >= 6) or time.monotonic() > deadline:
+            break
+    source.close()
+    stats = source.stats()
+    assert stats["reconnects"] == 1
+    assert stats["failures"] >= 1
+    assert opened[0].released
+    assert attempts["n"] >= 4
+    assert seen >= 6
+
+
+def test_live_source_close_from_another_thread_ends_iteration():
+    source = LatestFrameSource("scripted", lambda: ScriptedCapture(period=0.005))
+    threading.Timer(0.1, source.close).start()
+    start = time.monotonic()
+    for _ in source:
+        pass
+    assert time.monotonic() - start < 2.0
+
+
+def test_demo_source_has_one_then_two_faces():
+    detector = create_detector("blazeface")  # the default: short range, full range when it sees nothing
+    source = DemoSource(frames=40)
+    counts = [len(detector.detect(f.image)) for f in source]
+    assert len(counts) == 40
+    assert max(counts[:20]) == 1 and sum(c == 1 for c in counts[:20]) >= 15
+    assert sum(c == 2 for c in counts[20:]) >= 15
