@@ -57,9 +57,17 @@ class Mosquitto:
 
     ``persistence=True`` makes the broker autosave its state every second, so a *subscriber's*
     persistent session (clean_session=False) survives a SIGKILL + restart of the broker.
+    ``extra`` lines are appended to the config (global options, or more listeners).
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        persistence: bool = False,
+        anonymous: bool = True,
+        extra: list[str] | None = None,
+    ) -> None:
         if not Path(MOSQUITTO).exists():
             pytest.skip("mosquitto is not installed")
         self.port = port or free_port()
@@ -68,7 +76,7 @@ class Mosquitto:
         self.conf = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
             f"persistence {'true' if persistence else 'false'}",
             "log_dest stderr",
             "log_type error",
@@ -79,6 +87,7 @@ class Mosquitto:
             lines.append("user root")  # else it drops to `mosquitto`, who cannot write workdir
         if persistence:
             lines += [f"persistence_location {workdir}/", "autosave_interval 1", "autosave_on_changes false"]
+        lines += extra or []  # e.g. a password_file, or a second (TLS) listener and its certs
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "mosquitto.log"
@@ -148,7 +157,14 @@ class Subscriber:
     persistence keeps queueing QoS 1 messages for it while it is disconnected.
     """
 
-    def __init__(self, port: int, topics: list[str], persistent: bool = False, qos: int = 1) -> None:
+    def __init__(
+        self,
+        port: int,
+        topics: list[str],
+        persistent: bool = False,
+        qos: int = 1,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.topics = topics
         self.qos = qos
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -161,6 +177,8 @@ class Subscriber:
             clean_session=not persistent,
         )
         self.client.reconnect_delay_set(1, 1)
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -193,7 +211,7 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def retained(port: int, topic: str, timeout: float = 3.0) -> str | None:
+def retained(port: int, topic: str, timeout: float = 3.0, auth: tuple[str, str] | None = None) -> str | None:
     """The retained payload on ``topic`` as a fresh subscriber sees it (None if nothing retained)."""
     got: list[str] = []
     done = threading.Event()
@@ -207,6 +225,8 @@ def retained(port: int, topic: str, timeout: float = 3.0) -> str | None:
         client.subscribe(topic, 1)
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-ret-{uuid.uuid4().hex[:8]}")
+    if auth is not None:
+        client.username_pw_set(*auth)
     client.on_connect = on_connect
     client.on_message = on_message
     client.connect("127.0.0.1", port, keepalive=10)

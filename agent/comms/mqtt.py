@@ -312,9 +312,10 @@ class MqttPublisher:
         if not self._outage_logged:
             cfg = self._cfg
             logger.warning(
-                "MQTT broker %s:%d unreachable; buffering events and retrying every %d-%d s",
+                "MQTT broker %s:%d unreachable%s; buffering events and retrying every %d-%d s",
                 cfg.host,
                 cfg.port,
+                " (or the TLS handshake failed)" if cfg.tls.enabled else "",
                 cfg.reconnect_min_delay,
                 cfg.reconnect_max_delay,
             )

@@ -1,0 +1,180 @@
+"""Authentication and TLS against a real Mosquitto, and the password never leaking into logs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.comms.mqtt import MqttPublisher
+from agent.config.mqtt import MqttConfig, MqttTlsConfig
+
+try:
+    from tests import brokers
+except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
+    import brokers  # type: ignore[no-redef]
+
+DEVICE = "seccam"
+FRAMES = f"facecast/{DEVICE}/frames"
+STATUS = f"facecast/{DEVICE}/status"
+SECRET = "Pa55-w0rd-never-in-logs"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
+OPENSSL = shutil.which("openssl")
+
+
+@pytest.fixture
+def auth_broker(tmp_path):
+    if MOSQUITTO_PASSWD is None:
+        pytest.skip("mosquitto_passwd not installed")
+    workdir = tmp_path / "auth-broker"
+    workdir.mkdir()
+    pwfile = workdir / "passwd"
+    subprocess.run([MOSQUITTO_PASSWD, "-b", "-c", str(pwfile), "cam", SECRET], check=True)
+    subprocess.run([MOSQUITTO_PASSWD, "-b", str(pwfile), "viewer", "viewer-pw"], check=True)
+    broker = brokers.Mosquitto(workdir, anonymous=False, extra=[f"password_file {pwfile}"])
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _no_secret_anywhere(caplog) -> None:
+    assert caplog.records
+    for record in caplog.records:
+        assert SECRET not in record.getMessage()
+        assert SECRET not in str(record.args)
+    assert SECRET not in caplog.text
+
+
+def test_password_file_login_delivers(auth_broker, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)  # paho's own debug log included
+    pwfile = tmp_path / "mqtt_password"
+    pwfile.write_text(SECRET + "\n")
+    sub = brokers.Subscriber(auth_broker.port, [FRAMES, STATUS], auth=("viewer", "viewer-pw"))
+    cfg = MqttConfig(port=auth_broker.port, username="cam", password_file=pwfile)
+    pub = MqttPublisher(cfg, DEVICE, tmp_path / "state")
+    try:
+        pub.start()
+        for i in range(20):
+            pub.publish("frames", {"seq": i})
+        assert brokers.wait_for(lambda: len(sub.payloads(FRAMES)) >= 20, 10)
+        assert sub.seqs(FRAMES) == list(range(20))
+        pub.close(timeout=5)
+        assert brokers.retained(auth_broker.port, STATUS, auth=("viewer", "viewer-pw")) == "stopped"
+    finally:
+        pub.close(timeout=1)
+        sub.close()
+    assert SECRET not in repr(cfg) and SECRET not in repr(cfg.resolve_password())
+    _no_secret_anywhere(caplog)
+
+
+def test_systemd_credential_login(auth_broker, tmp_path, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt_password").write_text(SECRET)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    pub = MqttPublisher(MqttConfig(port=auth_broker.port, username="cam"), DEVICE, tmp_path)
+    try:
+        pub.start()
+        assert brokers.wait_for(pub.is_connected, 10)
+    finally:
+        pub.close(timeout=2)
+
+
+def test_wrong_password_does_not_raise_and_keeps_buffering(auth_broker, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    cfg = MqttConfig(port=auth_broker.port, username="cam", password=SECRET + "-wrong", reconnect_max_delay=1)
+    pub = MqttPublisher(cfg, DEVICE, tmp_path)
+    pub.start()
+    for i in range(5):
+        pub.publish("frames", {"seq": i})
+    assert brokers.wait_for(lambda: any("refused" in r.getMessage() for r in caplog.records), 10)
+    time.sleep(2.5)  # several more refused attempts
+    pub.close(timeout=0.5)
+    refused = [r for r in caplog.records if r.name == "agent.comms.mqtt" and "refused" in r.getMessage()]
+    assert len(refused) == 1, "say it once, not once per retry"
+    assert pub.stats()["connected"] is False
+    for record in caplog.records:
+        assert SECRET not in record.getMessage()
+
+
+def _make_certs(d: Path) -> None:
+    def run(*args: str) -> None:
+        subprocess.run([OPENSSL, *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=facecast-test-ca")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+def test_tls_connection_delivers(tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _make_certs(certs)
+    tls_port = brokers.free_port()
+    broker = brokers.Mosquitto(
+        tmp_path / "tls-broker",
+        extra=[
+            f"listener {tls_port} 127.0.0.1",
+            f"cafile {certs / 'ca.crt'}",
+            f"certfile {certs / 'server.crt'}",
+            f"keyfile {certs / 'server.key'}",
+        ],
+    )
+    broker.start()  # plain listener for the test subscriber, TLS listener for the publisher
+    sub = brokers.Subscriber(broker.port, [FRAMES])
+    cfg = MqttConfig(port=tls_port, tls=MqttTlsConfig(enabled=True, ca_certs=certs / "ca.crt"))
+    pub = MqttPublisher(cfg, DEVICE, tmp_path / "state")
+    try:
+        pub.start()
+        for i in range(30):
+            pub.publish("frames", {"seq": i})
+        assert brokers.wait_for(lambda: len(sub.payloads(FRAMES)) >= 30, 10)
+        assert sub.seqs(FRAMES) == list(range(30))
+        pub.close(timeout=5)
+        assert brokers.retained(broker.port, STATUS) == "stopped"
+    finally:
+        pub.close(timeout=1)
+        sub.close()
+        broker.stop()
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+def test_tls_untrusted_server_is_not_used(tmp_path, caplog):
+    """Certificate verification is on by default: a server our CA did not sign gets nothing."""
+    certs, other = tmp_path / "certs", tmp_path / "other"
+    certs.mkdir()
+    other.mkdir()
+    _make_certs(certs)
+    _make_certs(other)
+    tls_port = brokers.free_port()
+    broker = brokers.Mosquitto(
+        tmp_path / "tls-broker",
+        extra=[
+            f"listener {tls_port} 127.0.0.1",
+            f"certfile {certs / 'server.crt'}",
+            f"keyfile {certs / 'server.key'}",
+        ],
+    )
+    broker.start()
+    cfg = MqttConfig(port=tls_port, tls=MqttTlsConfig(enabled=True, ca_certs=other / "ca.crt"))
+    pub = MqttPublisher(cfg, DEVICE, tmp_path / "state")
+    try:
+        pub.start()
+        pub.publish("frames", {"seq": 0})
+        time.sleep(1.5)
+        assert not pub.is_connected()
+        assert pub.stats()["buffered"] == 1
+    finally:
+        pub.close(timeout=0.5)
+        broker.stop()
