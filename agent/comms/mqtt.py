@@ -359,6 +359,7 @@ class MqttPublisher:
     # The sender thread.
 
     def _run_sender(self) -> None:
+        """Drain the buffer in row order while ready. Survives any error: it must run for months."""
         buffer = self._buffer
         client = self._client
         assert buffer is not None and client is not None
@@ -367,39 +368,51 @@ class MqttPublisher:
         while True:
             self._wake.wait(_SENDER_IDLE_WAIT_S)
             self._wake.clear()
-            self._collect_acks()
-            now = time.monotonic()
-            if self._acked_rows and (
-                len(self._acked_rows) >= _ACK_FLUSH_BATCH
-                or not self._inflight
-                or now - last_flush >= _ACK_FLUSH_INTERVAL_S
-            ):
-                self._flush_acks(buffer)
-                last_flush = now
-            if self._stop_sender.is_set():
-                self._flush_acks(buffer)
-                return
-            with self._lock:
-                ready = self._ready
-            room = self._window - len(self._inflight)
-            if not ready or room <= 0:
-                continue
             try:
-                rows = buffer.peek(cursor, room)
+                self._collect_acks()
+                now = time.monotonic()
+                if self._acked_rows and (
+                    len(self._acked_rows) >= _ACK_FLUSH_BATCH
+                    or not self._inflight
+                    or now - last_flush >= _ACK_FLUSH_INTERVAL_S
+                ):
+                    self._flush_acks(buffer)
+                    last_flush = now
+                if self._stop_sender.is_set():
+                    self._flush_acks(buffer)
+                    return
+                cursor = self._send_more(client, buffer, cursor)
             except Exception:
-                logger.exception("reading the MQTT buffer failed; retrying")
+                logger.exception("MQTT sender error; retrying in 1 s")
                 time.sleep(1.0)
-                continue
-            for row in rows:
+
+    def _send_more(self, client: mqtt.Client, buffer: DiskBuffer, cursor: int) -> int:
+        """Hand the next rows after ``cursor`` to paho, up to the in-flight window; new cursor."""
+        with self._lock:
+            ready = self._ready
+        room = self._window - len(self._inflight)
+        if not ready or room <= 0:
+            return cursor
+        rows = buffer.peek(cursor, room)
+        for row in rows:
+            try:
                 info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:  # cannot happen with an unbounded queue
-                    logger.error("paho refused to queue row %d; will retry", row.id)
-                    break
-                # NO_CONN is fine: paho keeps the message and re-sends it, in order, on reconnect.
-                self._inflight[info.mid] = row.id
+            except ValueError:  # a row paho can never send (e.g. oversized): don't wedge on it
+                logger.exception("dropping unsendable buffered event %d", row.id)
+                buffer.delete([row.id])
+                with self._lock:
+                    self._rejected += 1
                 cursor = row.id
-            if rows:
-                self._wake.set()  # more may be waiting; loop without sleeping
+                continue
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:  # cannot happen with an unbounded queue
+                logger.error("paho refused to queue event %d; will retry", row.id)
+                break
+            # NO_CONN is fine: paho keeps the message and re-sends it, in order, on reconnect.
+            self._inflight[info.mid] = row.id
+            cursor = row.id
+        if rows:
+            self._wake.set()  # more may be waiting; loop again without sleeping
+        return cursor
 
     def _collect_acks(self) -> None:
         acked = 0
