@@ -107,6 +107,7 @@ def _unbatch(out: F32, n: int, input_size: int) -> F32:
 
 
 RANGES = ("short", "full", "auto")
+STICKY_FRAMES = 15
 
 
 @dataclass(frozen=True)
@@ -145,11 +146,21 @@ class BlazeFaceDetector:
         if options.range in ("full", "auto"):
             full = options.full_range_model_path or bundled_model_path(FULL_RANGE_MODEL)
             self._models.append(BlazeFaceModel(full, options))
+        self._sticky_full = 0
 
     def detect(self, frame: npt.NDArray[np.uint8]) -> list[Detection]:
-        for model in self._models:
+        # In ``auto`` mode a scene that needed the full-range model usually still needs it in the
+        # next frames (same camera, same distance): start with it for a while, saving the
+        # short-range pass, and retry short range first every ``STICKY_FRAMES`` frames.
+        models = self._models
+        if len(models) == 2 and self._sticky_full > 0:
+            self._sticky_full -= 1
+            models = [models[1], models[0]]
+        for model in models:
             found = model.detect(frame)
             if found:
+                if len(self._models) == 2:
+                    self._sticky_full = STICKY_FRAMES if model is self._models[1] else 0
                 return found
         return []
 

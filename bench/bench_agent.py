@@ -1,0 +1,101 @@
+"""Run ``facecast bench`` on the three dataset clips, each in a fresh process, and print a table.
+
+A fresh process per clip makes peak RSS and time-to-first-event honest (no warm imports).
+
+    .venv/bin/python bench/bench_agent.py [--model PATH] [--datasets DIR] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = {  # clip -> fps target on the 2-core reference machine
+    "short_hamilton_clip": 100.0,
+    "facenet_pytorch_video": 40.0,
+    "news_interview_portrait": 25.0,
+}
+RSS_TARGET_MB = 130.0
+FIRST_EVENT_TARGET_S = 2.0
+CLASSIFY_TARGET_MS = 1.0
+
+
+def bench_one(clip: Path, model: Path | None, extra: list[str]) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as state:
+        cmd = [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "bench",
+            "--source",
+            str(clip),
+            "--json",
+            "--state-dir",
+            state,
+        ]
+        if model is not None:
+            cmd += ["--model", str(model)]
+        out = subprocess.run(cmd + extra, capture_output=True, text=True, check=False, cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"bench failed on {clip.name}: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def median_of(runs: list[dict[str, object]], key: str) -> float:
+    values = [float(r[key]) for r in runs if r.get(key) is not None]  # type: ignore[arg-type]
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = os.environ.get("FACECAST_DATASETS") or str(REPO.parent / "shared" / "datasets")
+    parser.add_argument("--datasets", type=Path, default=Path(default_data))
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per clip (medians are reported)")
+    args, extra = parser.parse_known_args()
+
+    header = (
+        f"{'clip':<26}{'frames':>7}{'faces':>7}{'fps':>8}{'target':>8}"
+        f"{'decode':>12}{'detect':>12}{'classify':>12}{'publish':>12}"
+        f"{'ms/face':>9}{'RSS MB':>8}{'1st ev s':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for name, target in CLIPS.items():
+        clip = args.datasets / "videos" / f"{name}.mp4"
+        runs = [bench_one(clip, args.model, extra) for _ in range(max(1, args.repeat))]
+        r = runs[len(runs) // 2]
+        stages: dict[str, dict[str, float]] = r["stages"]  # type: ignore[assignment]
+
+        def stage(s: str, st: dict[str, dict[str, float]] = stages) -> str:
+            return f"{st[s]['median']:.2f}/{st[s]['p95']:.1f}" if s in st else "-"
+
+        fps = median_of(runs, "fps")
+        rss = median_of(runs, "peak_rss_mb")
+        first = median_of(runs, "first_event_s")
+        per_face = median_of(runs, "classify_ms_per_face")
+        ok &= fps >= target and rss <= RSS_TARGET_MB and first <= FIRST_EVENT_TARGET_S
+        ok &= per_face <= CLASSIFY_TARGET_MS
+        print(
+            f"{name:<26}{r['frames']:>7}{r['faces']:>7}{fps:>8.1f}{target:>8.0f}"
+            f"{stage('decode'):>12}{stage('detect'):>12}{stage('classify'):>12}{stage('publish'):>12}"
+            f"{per_face:>9.3f}{rss:>8.1f}{first:>9.2f}"
+        )
+    print(
+        "\nstage columns: median/p95 ms per frame. Targets: fps as listed, RSS <= 130 MB, "
+        "first event <= 2 s, classify <= 1 ms per face."
+    )
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
