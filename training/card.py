@@ -1,0 +1,123 @@
+"""The human model card (MODEL_CARD.md), written from the card data so figures never drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+NOTES = Path(__file__).with_name("card_notes.md")
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_card_markdown(card: dict[str, Any], path: Path) -> None:
+    m = card["metrics"]
+    i8, fl = m["int8"], m["float"]
+    fer, utk = i8["fer2013_test"]["emotion"], i8["utkface_test"]["gender"]
+    fer_f, utk_f = fl["fer2013_test"]["emotion"], fl["utkface_test"]["gender"]
+    inp = card["input"]
+    tr = card["training"]
+    recall_rows = [
+        (lab, _pct(fer["per_class_recall"][lab]), _pct(fer_f["per_class_recall"][lab]))
+        for lab in card["labels"]["emotion"]
+    ]
+    race_rows = [(r, _pct(v["accuracy"]), str(v["n"])) for r, v in utk.get("per_race", {}).items()]
+    age_rows = [(a, _pct(v["accuracy"]), str(v["n"])) for a, v in utk.get("per_age_group", {}).items()]
+    notes = NOTES.read_text().strip() if NOTES.is_file() else ""
+    text = f"""# facecast model card — `{card['file']['name']}`
+
+One small CNN ({card['parameters']:,} parameters, `{card['architecture']['architecture']}`) with a shared
+convolutional backbone and two heads, **emotion** (7 FER2013 classes) and **gender** (2 classes),
+quantized to full-integer int8 TFLite ({card['file']['bytes'] / 1024:.0f} KiB). Machine-readable data:
+`{Path(card['file']['name']).with_suffix('.json').name}` (same stem). Version {card['version']}.
+
+## Contract
+- One signature; one input `[1, {inp['height']}, {inp['width']}, 1]` int8 representing the float range
+  `{inp['range']}` (scale {inp['quantization']['scale']:.6g}, zero point {inp['quantization']['zero_point']}).
+- Outputs read by name: `emotion` = {', '.join(card['labels']['emotion'])}; `gender` = {', '.join(card['labels']['gender'])};
+  both are probabilities after dequantization.
+
+## Preprocessing (one definition: `agent/preprocess.py`, used by training, evaluation and the agent)
+- Grayscale (ITU-R 601 luma), resize to {inp['height']}x{inp['width']} (area filter when shrinking), scale to [0, 1].
+- **Framing**: the agent crops a square around the detector box, grown by `crop.margin` =
+  **{card['crop']['margin']}** of the box side on each side, clamped to the frame.
+- Training only: random crop-scale (FER2013 crops {tr['framing']['tight_scale']}, UTKFace crops
+  {tr['framing']['loose_scale']} of the image side, centre shift ±{tr['framing']['shift']}), so the model
+  covers the range from a tight FER2013-style crop to UTKFace's whole aligned face; horizontal flip,
+  rotation ±{tr['augmentation']['rotation_deg']}°, brightness ±{tr['augmentation']['brightness']},
+  contrast ±{tr['augmentation']['contrast']}.
+- Class imbalance (disgust is 1.5% of FER2013): {tr['class_imbalance']}; weights per class
+  {tr['emotion_class_weight']} (order as the labels).
+- FER+ votes: the emotion target is {1 - tr['ferplus_blend']:.1f} × FER2013 one-hot + {tr['ferplus_blend']:.1f} ×
+  FER+ vote distribution (crowd-sourced soft label; the FER2013 label always stays the arg-max).
+
+## Figures (int8 model, LiteRT; protocol: {m['protocol']})
+| test set | head | int8 | float |
+|---|---|---|---|
+| FER2013 test (n={fer['n']}) | emotion accuracy | **{_pct(fer['accuracy'])}** | {_pct(fer_f['accuracy'])} |
+| FER2013 test | emotion macro-F1 | {_pct(fer['macro_f1'])} | {_pct(fer_f['macro_f1'])} |
+| FER2013 PublicTest / PrivateTest | emotion accuracy | {_pct(fer.get('public_test'))} / {_pct(fer.get('private_test'))} | {_pct(fer_f.get('public_test'))} / {_pct(fer_f.get('private_test'))} |
+| UTKFace `splits/test.txt` (n={utk['n']}) | gender accuracy | **{_pct(utk['accuracy'])}** | {_pct(utk_f['accuracy'])} |
+| UTKFace test | gender male / female | {_pct(utk['per_sex'].get('male'))} / {_pct(utk['per_sex'].get('female'))} (gap {utk['sex_gap_points']} pts) | {_pct(utk_f['per_sex'].get('male'))} / {_pct(utk_f['per_sex'].get('female'))} |
+
+int8 vs float drop (points): emotion {m['parity']['drop_points']['emotion_accuracy']}, gender
+{m['parity']['drop_points']['gender_accuracy']}. Latency (LiteRT, 1 thread, batch 1, median of
+{m['latency_ms']['runs']} runs on the training machine, x86_64 2 cores): **{m['latency_ms']['median']} ms**
+(p95 {m['latency_ms']['p95']} ms).
+
+### Emotion recall per class (FER2013 test)
+{_table(recall_rows, ('class', 'int8', 'float'))}
+
+### Gender accuracy per UTKFace race and age group (test split, int8)
+{_table(race_rows, ('race', 'accuracy', 'n'))}
+
+{_table(age_rows, ('age', 'accuracy', 'n'))}
+
+Confusion matrices: `plots/confusion_*.png` in the training run folder; training curves:
+`training_curves.png`.
+
+## Training
+Data: {tr['data']}. Epochs run: {tr['epochs_run']}, {tr['seconds']} s on 2 CPU cores; seed {tr['seed']}.
+Model selection used validation data only (a 10% slice of FER2013 train, grouped so pixel duplicates stay
+on one side, and UTKFace `splits/val.txt`); never the test sets. Train images that are pixel duplicates of
+FER2013 test images, and blank images, were removed before training.
+
+{notes}
+
+## Data and licences
+- **FER2013** (Goodfellow et al. 2013; Kaggle "Challenges in Representation Learning"): research /
+  non-commercial use; images web-scraped, copyright with their owners. Labels are noisy (human accuracy
+  about 65%).
+- **FER+** (Barsoum et al. 2016, Microsoft): label file under MIT licence.
+- **UTKFace** (Zhang, Song, Qi 2017): non-commercial research only.
+- Because of these licences, **the model weights inherit a non-commercial research restriction** in
+  practice; the facecast code is MIT-licensed. None of the images are in this repository.
+
+## Intended use
+Live, on-device, aggregate affect signals (e.g. how many visitors smile at a kiosk, a robot reacting to
+expressions, lab studies with consent), with images never leaving the device.
+
+## Out of scope
+- Decisions about individuals (hiring, policing, credit, insurance, education grading, health).
+- Inferring anyone's gender identity: the gender head reproduces **binary, perceived** labels assigned
+  by annotators of UTKFace; it is wrong for many people and says nothing about identity.
+- Lie detection, "true feelings", mental-health assessment: facial expression is not emotion.
+- Surveillance of people who have not been told a camera reads their faces.
+
+## Limitations and biases
+- FER2013's labels are noisy and its faces are mostly posed-looking web images of adults; accuracy
+  drops on real camera frames, poor light, profiles, occlusions (masks, glasses) and children.
+- Disgust and fear are rare and often confused with angry and sad (see the recall table).
+- UTKFace skews towards white adults; gender accuracy is lower for children and some groups
+  (tables above). Babies' gender is not visually reliable at all.
+- 48x48 grayscale input discards colour and fine detail by design (speed on a Pi).
+"""
+    path.write_text(text)

@@ -1,0 +1,91 @@
+"""``facecast-train``: train, export (int8 + evaluation + model card), evaluate, or all of it.
+
+Every expected failure (missing dataset, bad config, mismatched checkpoint...) ends in one line on
+stderr and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from training.config import ConfigError, TrainConfig, load_config
+from training.datasets import DatasetError
+
+log = logging.getLogger("facecast.train")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facecast-train", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in (
+        ("train", "fit the model (resumes from output_dir/backup if interrupted)"),
+        ("export", "quantize the best checkpoint to int8, evaluate float vs int8, write the model card"),
+        ("all", "train, then export"),
+    ):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", type=Path, help="training config YAML")
+        sp.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+        )
+        sp.add_argument("--ship", type=Path, help="also copy model + card to this folder (e.g. models/)")
+    ev = sub.add_parser("evaluate", help="evaluate a .tflite model on the test sets")
+    ev.add_argument("model", type=Path)
+    ev.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
+    ev.add_argument("--out", type=Path, default=Path("runs/eval"))
+    return p
+
+
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from training.tfenv import configure
+
+    if args.command == "evaluate":
+        configure(onednn=True)
+        from training.evaluate import evaluate_tflite_cli
+
+        evaluate_tflite_cli(args.model, args.datasets, args.out)
+        return 0
+    cfg: TrainConfig = load_config(args.config, _overrides(args.set))
+    configure(onednn=cfg.onednn)
+    from training.pipeline import run_export, run_train
+
+    if args.command in ("train", "all"):
+        run_train(cfg)
+    if args.command in ("export", "all"):
+        run_export(cfg, ship_dir=args.ship)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    args = _parser().parse_args(argv)
+    from training.errors import EXPECTED_ERRORS
+
+    try:
+        return _run(args)
+    except (ConfigError, DatasetError, *EXPECTED_ERRORS) as exc:
+        print(f"facecast-train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facecast-train: interrupted (resume with the same command)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

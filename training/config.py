@@ -1,0 +1,111 @@
+"""Training configuration: one YAML file, validated, unknown keys rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where the data lives and how much of it to use (limits are for smoke runs and tests)."""
+
+    root: Path = Path("../shared/datasets")
+    fer2013: bool = True
+    fer2013_csv: Path | None = None  # use the original fer2013.csv instead of the image folders
+    ferplus_blend: float = Field(0.3, ge=0.0, lt=0.5)  # weight of FER+ votes in the emotion target
+    utkface: bool = True
+    manifests: list[Path] = []  # user CSV manifests path,emotion,gender
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # slice of FER2013 train used for validation
+    limit_per_class: int | None = None  # FER2013 images per class (smoke runs)
+    utk_limit: int | None = None
+    test_limit: int | None = None  # test images per FER class / UTKFace total (smoke runs only)
+
+
+class FramingConfig(_Strict):
+    """Crop-scale augmentation: the side of the random crop as a fraction of the stored image."""
+
+    canvas: int = 64
+    tight_scale: tuple[float, float] = (0.82, 1.0)  # FER2013-style tight crops
+    loose_scale: tuple[float, float] = (0.72, 1.0)  # UTKFace-style crops with context
+    shift: float = 0.06  # max centre shift as a fraction of the image side
+    agent_margin: float = 0.25  # written into the card: crop margin per side of a detector box
+
+
+class AugmentConfig(_Strict):
+    flip: bool = True
+    rotation_deg: float = 10.0
+    brightness: float = 0.15
+    contrast: float = 0.25
+
+
+class TrainConfig(_Strict):
+    seed: int = 1234
+    architecture: Literal["vgg-s", "vgg-xs", "sep-s"] = "vgg-xs"
+    input_size: int = 48
+    dropout: float = 0.4
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    epochs: int = 40
+    learning_rate: float = 2e-3
+    warmup_epochs: int = 1
+    early_stopping_patience: int = 8
+    max_minutes: float | None = None  # wall-clock budget; the best checkpoint is kept
+    class_weight_power: float = Field(0.5, ge=0.0, le=1.0)  # 0 none, 1 inverse frequency
+    gender_loss_weight: float = 1.0
+    onednn: bool = True  # oneDNN is ~3x faster here; this architecture does not hit its crash
+    output_dir: Path = Path("runs/default")
+    data: DataConfig = DataConfig()
+    framing: FramingConfig = FramingConfig()
+    augment: AugmentConfig = AugmentConfig()
+    representative_samples: int = 500
+
+
+class ConfigError(Exception):
+    """A training config that cannot be used; the message names the key."""
+
+
+def load_config(path: Path | None, overrides: dict[str, object] | None = None) -> TrainConfig:
+    raw: dict[str, object] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        raw = loaded
+        base = path.parent
+    else:
+        base = Path.cwd()
+    for key, value in (overrides or {}).items():
+        target = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            nxt = target.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {key}: {p} is not a section")
+            target = nxt
+        target[leaf] = value
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(f"config error: {where}: {msg}") from None
+    # Relative paths in a config file are relative to that file, so configs are portable.
+    if not cfg.data.root.is_absolute():
+        cfg.data.root = (base / cfg.data.root).resolve()
+    if not cfg.output_dir.is_absolute():
+        cfg.output_dir = (Path.cwd() / cfg.output_dir).resolve()
+    cfg.data.manifests = [m if m.is_absolute() else (base / m).resolve() for m in cfg.data.manifests]
+    return cfg

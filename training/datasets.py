@@ -1,0 +1,446 @@
+"""Dataset loaders: every source becomes the same ``Samples`` (uint8 grayscale + optional labels).
+
+A sample may carry an emotion label, a gender label, or both; a missing label is ``-1`` and its head's
+loss is masked out, so FER2013 (emotion only) and UTKFace (gender only) train one network together.
+Images are kept at their native framing; the training side brings them to a common framing later
+(see ``training.framing``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from agent.preprocess import resize, to_gray
+
+log = logging.getLogger(__name__)
+
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+GENDERS: tuple[str, ...] = ("male", "female")
+# Aliases users' own datasets commonly use for the same classes.
+_EMOTION_ALIASES = {
+    "anger": "angry",
+    "happiness": "happy",
+    "sadness": "sad",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "scared": "fear",
+}
+_GENDER_ALIASES = {"m": "male", "f": "female", "man": "male", "woman": "female", "0": "male", "1": "female"}
+# FER+ vote columns, and which of our classes each maps to (contempt/unknown/NF have none).
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
+_FERPLUS_TO_OURS = {"neutral": 6, "happiness": 3, "surprise": 5, "sadness": 4, "anger": 0, "disgust": 1, "fear": 2}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be read as asked: the message says which file and why."""
+
+
+@dataclass
+class Samples:
+    """Images and labels of one split. ``-1`` marks a missing label."""
+
+    images: npt.NDArray[np.uint8]  # (N, S, S) grayscale, one common size per Samples
+    emotion: npt.NDArray[np.int64]
+    gender: npt.NDArray[np.int64]
+    names: list[str]
+    source: str
+    emotion_soft: npt.NDArray[np.float32] | None = None  # (N, 7) FER+ vote distribution, if any
+    age: npt.NDArray[np.int64] | None = None
+    race: npt.NDArray[np.int64] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, index: Sequence[int] | npt.NDArray[np.int64]) -> Samples:
+        idx = np.asarray(index, dtype=np.int64)
+        return Samples(
+            images=self.images[idx],
+            emotion=self.emotion[idx],
+            gender=self.gender[idx],
+            names=[self.names[i] for i in idx],
+            source=self.source,
+            emotion_soft=None if self.emotion_soft is None else self.emotion_soft[idx],
+            age=None if self.age is None else self.age[idx],
+            race=None if self.race is None else self.race[idx],
+            extra=dict(self.extra),
+        )
+
+
+def emotion_index(name: str) -> int:
+    key = name.strip().lower()
+    key = _EMOTION_ALIASES.get(key, key)
+    if key not in EMOTIONS:
+        raise DatasetError(f"unknown emotion class {name!r} (expected one of {', '.join(EMOTIONS)})")
+    return EMOTIONS.index(key)
+
+
+def gender_index(name: str) -> int:
+    key = name.strip().lower()
+    key = _GENDER_ALIASES.get(key, key)
+    if key not in GENDERS:
+        raise DatasetError(f"unknown gender {name!r} (expected male or female)")
+    return GENDERS.index(key)
+
+
+def read_gray(path: Path, size: int | None) -> npt.NDArray[np.uint8]:
+    """Decode an image file as grayscale, optionally resized to ``size`` x ``size``."""
+    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
+    if data is None:
+        raise DatasetError(f"image not found: {path}")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise DatasetError(f"unreadable image: {path}")
+    gray = to_gray(np.asarray(image, dtype=np.uint8), bgr=True)
+    return resize(gray, size, size) if size else gray
+
+
+def _require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise DatasetError(f"{what} folder not found: {path}")
+
+
+def _stack(images: list[npt.NDArray[np.uint8]], where: Path) -> npt.NDArray[np.uint8]:
+    if not images:
+        raise DatasetError(f"no images found under {where}")
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise DatasetError(f"images under {where} differ in size ({sorted(shapes)[:3]}...); pass a size")
+    return np.stack(images).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------- FER2013
+def load_fer2013_folder(
+    root: Path,
+    split: str,
+    *,
+    size: int | None = None,
+    limit_per_class: int | None = None,
+    exclude: Iterable[str] = (),
+) -> Samples:
+    """Kaggle image-folder layout: ``root/<split>/<class>/<id>.png``.
+
+    ``exclude`` holds paths relative to ``root`` (as in ``quirks.csv``) to leave out.
+    """
+    base = root / split
+    _require_dir(base, f"FER2013 {split}")
+    skip = set(exclude)
+    images: list[npt.NDArray[np.uint8]] = []
+    labels: list[int] = []
+    names: list[str] = []
+    class_dirs = sorted(p for p in base.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise DatasetError(f"no class folders under {base}")
+    for class_dir in class_dirs:
+        label = emotion_index(class_dir.name)
+        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        kept = 0
+        for path in files:
+            rel = f"{split}/{class_dir.name}/{path.name}"
+            if rel in skip:
+                continue
+            if limit_per_class is not None and kept >= limit_per_class:
+                break
+            images.append(read_gray(path, size))
+            labels.append(label)
+            names.append(rel)
+            kept += 1
+    n = len(names)
+    return Samples(
+        images=_stack(images, base),
+        emotion=np.asarray(labels, dtype=np.int64),
+        gender=np.full(n, -1, dtype=np.int64),
+        names=names,
+        source="fer2013",
+    )
+
+
+_FER_CSV_HEADER = ("emotion", "pixels", "Usage")
+_FER_CSV_USAGE = {"train": ("Training",), "test": ("PublicTest", "PrivateTest"), "val": ("PublicTest",)}
+
+
+def load_fer2013_csv(path: Path, split: str, *, limit: int | None = None) -> Samples:
+    """The original Kaggle ``fer2013.csv``: ``emotion,pixels,Usage`` (emotion 0-6 in FER order)."""
+    if not path.is_file():
+        raise DatasetError(f"FER2013 csv not found: {path}")
+    if split not in _FER_CSV_USAGE and split not in ("PublicTest", "PrivateTest", "Training"):
+        raise DatasetError(f"unknown split {split!r} for fer2013.csv (train, val, test or a Usage value)")
+    usages = _FER_CSV_USAGE.get(split, (split,))
+    images: list[npt.NDArray[np.uint8]] = []
+    labels: list[int] = []
+    names: list[str] = []
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = tuple(h.strip() for h in next(reader, ()))
+        if header[:3] != _FER_CSV_HEADER:
+            raise DatasetError(f"{path}: header {','.join(header)!r} is not 'emotion,pixels,Usage'")
+        for row_no, row in enumerate(reader):
+            if len(row) < 3 or row[2].strip() not in usages:
+                continue
+            try:
+                label = int(row[0])
+                pixels = np.asarray(row[1].split(), dtype=np.uint8)
+            except ValueError as exc:
+                raise DatasetError(f"{path}: row {row_no + 2}: {exc}") from None
+            if not 0 <= label < len(EMOTIONS) or pixels.size != 48 * 48:
+                raise DatasetError(f"{path}: row {row_no + 2}: bad label or not 2304 pixels")
+            images.append(pixels.reshape(48, 48))
+            labels.append(label)
+            names.append(f"{row[2].strip()}_{row_no}")
+            if limit is not None and len(names) >= limit:
+                break
+    return Samples(
+        images=_stack(images, path),
+        emotion=np.asarray(labels, dtype=np.int64),
+        gender=np.full(len(names), -1, dtype=np.int64),
+        names=names,
+        source="fer2013csv",
+    )
+
+
+def load_fer2013_quirks(root: Path) -> dict[str, list[str]]:
+    """``quirks.csv`` as issue -> relative paths; duplicate groups as ``dup:<group>`` -> paths."""
+    path = root / "quirks.csv"
+    out: dict[str, list[str]] = {}
+    if not path.is_file():
+        return out
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            key = row["issue"] if not row.get("group") else f"dup:{row['group']}"
+            out.setdefault(key, []).append(row["path"])
+    return out
+
+
+def fer2013_train_exclusions(root: Path) -> set[str]:
+    """Train images to leave out: blank ones, and any pixel-duplicate of a test image (leakage)."""
+    quirks = load_fer2013_quirks(root)
+    excluded = {p for p in quirks.get("blank_or_near_constant", []) if p.startswith("train/")}
+    for key, paths in quirks.items():
+        if key.startswith("dup:") and any(p.startswith("test/") for p in paths):
+            excluded.update(p for p in paths if p.startswith("train/"))
+    return excluded
+
+
+def fer2013_duplicate_groups(root: Path) -> dict[str, str]:
+    """Relative path -> duplicate-group key, so a validation split keeps groups on one side."""
+    return {
+        p: key for key, paths in load_fer2013_quirks(root).items() if key.startswith("dup:") for p in paths
+    }
+
+
+# ------------------------------------------------------------------------------------------ FER+
+def load_ferplus_votes(map_csv: Path) -> dict[str, npt.NDArray[np.float32]]:
+    """FER+ votes keyed by our relative path ``<split>/<class>/<file>``, as a 7-class distribution.
+
+    Votes for contempt/unknown/not-a-face are dropped; an image with no usable vote gets none.
+    """
+    if not map_csv.is_file():
+        raise DatasetError(f"FER+ map not found: {map_csv}")
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    with map_csv.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"split", "fer_class", "file", *FERPLUS_COLUMNS} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{map_csv}: missing columns {sorted(missing)}")
+        for row in reader:
+            if not row.get("ferplus_image"):
+                continue
+            votes = np.zeros(len(EMOTIONS), dtype=np.float32)
+            for col in FERPLUS_COLUMNS:
+                votes[_FERPLUS_TO_OURS[col]] += float(row[col] or 0)
+            if votes.sum() <= 0:
+                continue
+            out[f"{row['split']}/{row['fer_class']}/{row['file']}"] = votes / votes.sum()
+    return out
+
+
+def attach_ferplus(samples: Samples, votes: dict[str, npt.NDArray[np.float32]]) -> int:
+    """Add FER+ distributions to FER2013 samples (one-hot of the FER label where FER+ has none)."""
+    soft = np.zeros((len(samples), len(EMOTIONS)), dtype=np.float32)
+    found = 0
+    for i, name in enumerate(samples.names):
+        dist = votes.get(name)
+        if dist is not None:
+            soft[i] = dist
+            found += 1
+        elif samples.emotion[i] >= 0:
+            soft[i, samples.emotion[i]] = 1.0
+    samples.emotion_soft = soft
+    return found
+
+
+# --------------------------------------------------------------------------------------- UTKFace
+def parse_utkface_name(name: str) -> tuple[int, int, int]:
+    """``age_gender_race_date.jpg.chip.jpg`` -> (age, gender, race); race -1 where it is missing."""
+    parts = name.split("_")
+    try:
+        age, gender = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise DatasetError(f"UTKFace file name {name!r} does not start with age_gender_") from None
+    if gender not in (0, 1):
+        raise DatasetError(f"UTKFace file name {name!r}: gender field must be 0 or 1")
+    race = -1
+    if len(parts) >= 4:
+        try:
+            race = int(parts[2])
+        except ValueError:
+            race = -1
+    return age, gender, race
+
+
+def load_utkface(
+    root: Path, split: str, *, size: int | None = None, limit: int | None = None
+) -> Samples:
+    """UTKFace images listed in ``root/splits/<split>.txt`` (or every image for ``split='all'``)."""
+    image_dir = root / "images"
+    _require_dir(image_dir, "UTKFace images")
+    if split == "all":
+        files = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        split_file = root / "splits" / f"{split}.txt"
+        if not split_file.is_file():
+            raise DatasetError(f"UTKFace split file not found: {split_file}")
+        files = [ln.rstrip("\n") for ln in split_file.read_text().splitlines() if ln.strip()]
+    if limit is not None:
+        files = files[:limit]
+    images, genders, ages, races = [], [], [], []
+    for name in files:
+        age, gender, race = parse_utkface_name(name)
+        images.append(read_gray(image_dir / name, size))
+        genders.append(gender)
+        ages.append(age)
+        races.append(race)
+    n = len(files)
+    return Samples(
+        images=_stack(images, image_dir),
+        emotion=np.full(n, -1, dtype=np.int64),
+        gender=np.asarray(genders, dtype=np.int64),
+        names=files,
+        source="utkface",
+        age=np.asarray(ages, dtype=np.int64),
+        race=np.asarray(races, dtype=np.int64),
+    )
+
+
+# ------------------------------------------------------------------------------ user's own data
+MANIFEST_HEADER = ("path", "emotion", "gender")
+
+
+def load_manifest(path: Path, *, size: int) -> Samples:
+    """A CSV manifest ``path,emotion,gender`` (either label may be empty; paths relative to the CSV)."""
+    if not path.is_file():
+        raise DatasetError(f"manifest not found: {path}")
+    images, emotions, genders, names = [], [], [], []
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = tuple(h.strip().lower() for h in next(reader, ()))
+        if header[:3] != MANIFEST_HEADER:
+            raise DatasetError(f"{path}: header {','.join(header)!r} is not 'path,emotion,gender'")
+        for line_no, row in enumerate(reader, start=2):
+            if not row or not row[0].strip():
+                continue
+            row = [*row, "", ""][:3]
+            emo = row[1].strip()
+            gen = row[2].strip()
+            if not emo and not gen:
+                raise DatasetError(f"{path}: line {line_no}: neither emotion nor gender is given")
+            try:
+                e = emotion_index(emo) if emo else -1
+                g = gender_index(gen) if gen else -1
+            except DatasetError as exc:
+                raise DatasetError(f"{path}: line {line_no}: {exc}") from None
+            image_path = (path.parent / row[0].strip()).resolve()
+            images.append(read_gray(image_path, size))
+            emotions.append(e)
+            genders.append(g)
+            names.append(row[0].strip())
+    return Samples(
+        images=_stack(images, path),
+        emotion=np.asarray(emotions, dtype=np.int64),
+        gender=np.asarray(genders, dtype=np.int64),
+        names=names,
+        source="manifest",
+    )
+
+
+def load_labelled_folder(root: Path, *, size: int, head: str = "emotion") -> Samples:
+    """A plain ``root/<label>/*.jpg`` folder, where label names an emotion or a gender (per ``head``)."""
+    _require_dir(root, "labelled")
+    if head not in ("emotion", "gender"):
+        raise DatasetError(f"head must be emotion or gender, not {head!r}")
+    images, labels, names = [], [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = emotion_index(class_dir.name) if head == "emotion" else gender_index(class_dir.name)
+        for p in sorted(class_dir.iterdir()):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(read_gray(p, size))
+                labels.append(label)
+                names.append(f"{class_dir.name}/{p.name}")
+    n = len(names)
+    lab = np.asarray(labels, dtype=np.int64)
+    none = np.full(n, -1, dtype=np.int64)
+    return Samples(
+        images=_stack(images, root),
+        emotion=lab if head == "emotion" else none,
+        gender=lab if head == "gender" else none,
+        names=names,
+        source="folder",
+    )
+
+
+# ---------------------------------------------------------------------------------------- splits
+def stable_bucket(key: str, buckets: int) -> int:
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % buckets
+
+
+def split_validation(
+    samples: Samples, fraction: float, groups: dict[str, str] | None = None
+) -> tuple[Samples, Samples]:
+    """Deterministic hash split; samples of one duplicate group always land on the same side."""
+    groups = groups or {}
+    per_mille = int(round(fraction * 1000))
+    val_idx, train_idx = [], []
+    for i, name in enumerate(samples.names):
+        key = groups.get(name, name)
+        (val_idx if stable_bucket(key, 1000) < per_mille else train_idx).append(i)
+    return samples.subset(train_idx), samples.subset(val_idx)
+
+
+def concat(parts: Sequence[Samples], *, size: int) -> Samples:
+    """Join samples from several sources at one image size (soft labels default to one-hot)."""
+    images, emo, gen, names, soft, src = [], [], [], [], [], []
+    for part in parts:
+        imgs = part.images
+        if imgs.shape[1:] != (size, size):
+            imgs = np.stack([resize(im, size, size) for im in imgs])
+        images.append(imgs)
+        emo.append(part.emotion)
+        gen.append(part.gender)
+        names.extend(part.names)
+        if part.emotion_soft is not None:
+            soft.append(part.emotion_soft)
+        else:
+            s = np.zeros((len(part), len(EMOTIONS)), dtype=np.float32)
+            has = part.emotion >= 0
+            s[np.flatnonzero(has), part.emotion[has]] = 1.0
+            soft.append(s)
+        src.extend([part.source] * len(part))
+    return Samples(
+        images=np.concatenate(images).astype(np.uint8),
+        emotion=np.concatenate(emo),
+        gender=np.concatenate(gen),
+        names=names,
+        source="+".join(p.source for p in parts),
+        emotion_soft=np.concatenate(soft).astype(np.float32),
+    )

@@ -1,0 +1,21 @@
+"""Errors the CLI reports as one line (no TensorFlow import here, so the CLI can catch them cheaply)."""
+
+from __future__ import annotations
+
+
+class CheckpointMismatch(Exception):
+    """A checkpoint or run directory made for another architecture than the config asks for."""
+
+
+class ExportError(Exception):
+    """A model that cannot be converted or does not meet the model contract."""
+
+
+def _expected() -> tuple[type[Exception], ...]:
+    from training.config import ConfigError
+    from training.datasets import DatasetError
+
+    return (ConfigError, DatasetError, ExportError, CheckpointMismatch, FileNotFoundError, PermissionError)
+
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = _expected()

@@ -1,0 +1,184 @@
+"""Full-integer int8 conversion, the contract check, float-vs-int8 parity, and the model card."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from training.card import write_card_markdown
+from training.config import TrainConfig
+from training.data import to_input_size
+from training.datasets import EMOTIONS, GENDERS, load_fer2013_folder, load_utkface
+from training.errors import ExportError
+from training.evaluate import TFLiteModel, load_test_sets, score
+from training.model import build_model
+from training.train import BEST_WEIGHTS, load_weights_checked, spec_from_config
+
+log = logging.getLogger(__name__)
+
+MODEL_STEM = "facecast_int8"
+CARD_SCHEMA = "facecast.model-card/1"
+
+
+def representative_images(cfg: TrainConfig, n: int) -> npt.NDArray[np.float32]:
+    """Training images (never test), preprocessed exactly as at inference, both datasets mixed."""
+    root = cfg.data.root
+    size = cfg.input_size
+    parts = []
+    per_class = max(1, n // (2 * len(EMOTIONS)))
+    if cfg.data.fer2013:
+        fer = load_fer2013_folder(root / "fer2013", "train", limit_per_class=per_class)
+        parts.append(to_input_size(fer, size).images)
+    if cfg.data.utkface:
+        utk = load_utkface(root / "utkface", "train", limit=None)
+        pick = np.random.default_rng(cfg.seed).choice(len(utk), size=min(len(utk), n // 2), replace=False)
+        parts.append(to_input_size(utk.subset(pick), size).images)
+    if not parts:
+        raise ExportError("no training data to draw a representative dataset from")
+    images = np.concatenate(parts)[:n]
+    return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def convert_int8(model: keras.Model, rep: npt.NDArray[np.float32]) -> bytes:
+    """Full-integer quantization: int8 weights, activations, input and outputs."""
+
+    def gen() -> Iterator[list[npt.NDArray[np.float32]]]:
+        for img in rep:
+            yield [img[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = gen
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def check_contract(path: Path, size: int) -> TFLiteModel:
+    """The promises outside tools rely on: one signature, one int8 NHWC input, named outputs."""
+    try:
+        m = TFLiteModel(path)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    shape = [int(v) for v in m.input_detail["shape"]]
+    if shape != [1, size, size, 1] or m.input_detail["dtype"] != np.int8:
+        raise ExportError(f"input is {shape} {m.input_detail['dtype']}, expected [1,{size},{size},1] int8")
+    names = {k: int(np.prod(v["shape"])) for k, v in m.output_details.items()}
+    if names != {"emotion": len(EMOTIONS), "gender": len(GENDERS)}:
+        raise ExportError(f"outputs are {names}, expected emotion:7 and gender:2")
+    return m
+
+
+def _keras_predictor(model: keras.Model):  # type: ignore[no-untyped-def]
+    def predict(x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        out = model.predict(x[..., None], batch_size=256, verbose=0)
+        return np.asarray(out["emotion"]), np.asarray(out["gender"])
+
+    return predict
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        "emotion_accuracy": metrics["fer2013_test"]["emotion"]["accuracy"],
+        "gender_accuracy": metrics["utkface_test"]["gender"]["accuracy"],
+    }
+
+
+def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
+    out = cfg.output_dir
+    spec = spec_from_config(cfg)
+    model = build_model(spec)
+    load_weights_checked(model, out / BEST_WEIGHTS)
+    rep = representative_images(cfg, cfg.representative_samples)
+    tflite_path = out / f"{MODEL_STEM}.tflite"
+    tflite_path.write_bytes(convert_int8(model, rep))
+    int8 = check_contract(tflite_path, cfg.input_size)
+    log.info("int8 model %s: %d bytes", tflite_path, tflite_path.stat().st_size)
+
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    sets = load_test_sets(cfg.data.root, cfg.input_size, cfg.data.test_limit)
+    m_int8 = score(int8.predict, sets, plots, "int8")
+    m_float = score(_keras_predictor(model), sets, None, "float")
+    h_int8, h_float = _headline(m_int8), _headline(m_float)
+    parity = {
+        "float": h_float,
+        "int8": h_int8,
+        "drop_points": {k: round((h_float[k] - h_int8[k]) * 100, 2) for k in h_int8},
+    }
+    latency = int8.latency_ms(1000)
+    summary_path = out / "train_summary.json"
+    train_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    # The reported training figures (validation) come from the run's history.
+    card: dict[str, Any] = {
+        "schema": CARD_SCHEMA,
+        "name": "facecast",
+        "version": datetime.now(UTC).strftime("%Y.%m.%d"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": spec.as_dict(),
+        "parameters": int(model.count_params()),
+        "file": {"name": tflite_path.name, "bytes": tflite_path.stat().st_size},
+        "input": {
+            "height": cfg.input_size,
+            "width": cfg.input_size,
+            "channels": 1,
+            "range": [0.0, 1.0],
+            "dtype": "int8",
+            "quantization": {"scale": int8.in_scale, "zero_point": int8.in_zp},
+        },
+        "preprocessing": {
+            "color": "grayscale (ITU-R 601 luma, OpenCV cvtColor)",
+            "resize": "OpenCV INTER_AREA when shrinking, INTER_LINEAR when enlarging, to height x width",
+            "scale": "pixel / 255 -> [0, 1], then quantize with input.quantization",
+            "implementation": "agent.preprocess",
+        },
+        "crop": {
+            "margin": cfg.framing.agent_margin,
+            "square": True,
+            "relative_to": "detector box; margin is the fraction of the box side added on each side",
+        },
+        "labels": {"emotion": list(EMOTIONS), "gender": list(GENDERS)},
+        "outputs": {"emotion": "probabilities (softmax)", "gender": "probabilities (softmax)"},
+        "metrics": {
+            "protocol": "whole test image as the dataset gives it, grayscale, resized to the input size",
+            "int8": m_int8,
+            "float": {k: {h: {kk: vv for kk, vv in r.items() if kk != "confusion"} for h, r in v.items()}
+                      for k, v in m_float.items()},
+            "parity": parity,
+            "latency_ms": {**latency, "runtime": "ai-edge-litert", "note": "one image, batch 1"},
+        },
+        "training": {
+            "epochs_run": train_summary.get("epochs_run"),
+            "seconds": train_summary.get("seconds"),
+            "data": train_summary.get("data"),
+            "emotion_class_weight": train_summary.get("emotion_class_weight"),
+            "class_imbalance": f"per-sample loss weights (inverse class frequency)^{cfg.class_weight_power}",
+            "ferplus_blend": cfg.data.ferplus_blend,
+            "augmentation": json.loads(cfg.augment.model_dump_json()),
+            "framing": json.loads(cfg.framing.model_dump_json()),
+            "seed": cfg.seed,
+        },
+    }
+    card_path = out / f"{MODEL_STEM}.json"
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_card_markdown(card, out / "MODEL_CARD.md")
+    log.info("emotion (FER2013 test) int8 %.4f float %.4f | gender (UTKFace test) int8 %.4f float %.4f",
+             h_int8["emotion_accuracy"], h_float["emotion_accuracy"],
+             h_int8["gender_accuracy"], h_float["gender_accuracy"])
+    if ship_dir is not None:
+        ship_dir.mkdir(parents=True, exist_ok=True)
+        for p in (tflite_path, card_path, out / "MODEL_CARD.md"):
+            shutil.copy2(p, ship_dir / p.name)
+        log.info("shipped to %s", ship_dir)
+    return tflite_path

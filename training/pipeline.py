@@ -1,0 +1,45 @@
+"""The stages the CLI runs: train (data -> fit -> float model) and export (int8 -> eval -> card)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+FLOAT_MODEL = "model_float.keras"
+
+
+def run_train(cfg: TrainConfig) -> Path:
+    from training.data import build_training_data
+    from training.train import fit, plot_history
+
+    data = build_training_data(cfg)
+    result = fit(cfg, data)
+    out = cfg.output_dir
+    result.model.save(out / FLOAT_MODEL)
+    plot_history(result.history_csv, out / "training_curves.png")
+    (out / "train_summary.json").write_text(
+        json.dumps(
+            {
+                "epochs_run": result.epochs_run,
+                "seconds": round(result.seconds, 1),
+                "parameters": int(result.model.count_params()),
+                "data": data.summary,
+                "emotion_class_weight": [round(float(w), 4) for w in data.emotion_class_weight],
+                "config": json.loads(cfg.model_dump_json()),
+            },
+            indent=2,
+        )
+    )
+    log.info("trained %d epochs in %.0f s; float model at %s", result.epochs_run, result.seconds, out)
+    return out / FLOAT_MODEL
+
+
+def run_export(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
+    from training.export import export_and_report
+
+    return export_and_report(cfg, ship_dir=ship_dir)
