@@ -113,6 +113,16 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    quiet_opencv(debug=level == "DEBUG")
+
+
+def quiet_opencv(*, debug: bool) -> None:
+    """OpenCV's own WARN lines (e.g. a missing V4L2 device) would double our one-line errors."""
+    import cv2
+
+    cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if cv_logging is not None:
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_INFO if debug else cv_logging.LOG_LEVEL_ERROR)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:

@@ -196,8 +196,15 @@ class Pipeline:
         self._prev_publish_ms = 0.0
 
     def stop(self) -> None:
-        """Ask the loop to end after the current frame. Safe from signal handlers and threads."""
+        """Ask the loop to end after the current frame. Safe from signal handlers and threads.
+
+        The source is closed too (from a helper thread, so a handler never blocks on a device):
+        a live source waiting for a frame from a vanished camera must not hold the loop.
+        """
+        if self._stop.is_set():
+            return
         self._stop.set()
+        threading.Thread(target=self.source.close, name="source-close", daemon=True).start()
 
     @property
     def stopping(self) -> bool:

@@ -149,3 +149,38 @@ def test_max_frames(stages, tmp_path):
     assert pipeline.run().frames == 7
     seqs = [e["seq"] for e in events(out)]
     assert seqs == sorted(seqs) and len(seqs) == 7
+
+
+def test_stop_while_a_live_camera_has_vanished(stages, tmp_path):
+    """The camera dies after 2 frames and cannot be reopened: stop() must still end the loop."""
+    from agent.errors import SourceError
+    from agent.sources.live import LatestFrameSource
+
+    class DyingCamera:
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            time.sleep(0.01)
+            self.n += 1
+            return astronaut_bgr() if self.n <= 2 else None
+
+        def release(self):
+            pass
+
+    opened = []
+
+    def opener():
+        if opened:
+            raise SourceError("gone")
+        opened.append(DyingCamera())
+        return opened[-1]
+
+    source = LatestFrameSource("dying", opener, backoff_initial=0.05, backoff_max=0.2)
+    pipeline, _ = make(stages, source, tmp_path)
+    threading.Timer(1.0, pipeline.stop).start()
+    start = time.monotonic()
+    stats = pipeline.run()
+    assert 0.9 <= time.monotonic() - start < 3.5
+    assert 1 <= stats.frames <= 2
+    assert source.stats()["failures"] == 1

@@ -191,3 +191,10 @@ def test_demo_source_has_one_then_two_faces():
     assert len(counts) == 40
     assert max(counts[:20]) == 1 and sum(c == 1 for c in counts[:20]) >= 15
     assert sum(c == 2 for c in counts[20:]) >= 15
+
+
+def test_stream_errors_never_show_the_password():
+    with pytest.raises(SourceError) as err:
+        open_source("rtsp://viewer:topsecret@127.0.0.1:9/live")
+    assert "topsecret" not in str(err.value)
+    assert "viewer:***@127.0.0.1:9" in str(err.value)

@@ -47,11 +47,9 @@ def open_source(
 
     camera = live.parse_camera(spec)
     if camera is not None:
-        return live.open_camera(camera)
+        return live.open_camera(camera, width=camera_width, height=camera_height)
     if spec.lower().startswith(STREAM_SCHEMES):
-        source = live.open_stream(spec)
-        source.name = redact_url(spec)
-        return source
+        return live.open_stream(spec, label=redact_url(spec))
     path = Path(spec).expanduser()
     from agent.sources.files import ImageFolderSource, VideoFileSource
 

@@ -39,14 +39,16 @@ class VideoFileSource:
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        while not self._stop.is_set():
-            ok, image = self._cap.read()
-            if not ok:
-                break
-            self._read += 1
-            yield Frame(index=index, timestamp=time.time(), image=np.asarray(image, dtype=np.uint8))
-            index += 1
-        self._cap.release()
+        try:
+            while not self._stop.is_set():
+                ok, image = self._cap.read()
+                if not ok:
+                    break
+                self._read += 1
+                yield Frame(index=index, timestamp=time.time(), image=np.asarray(image, dtype=np.uint8))
+                index += 1
+        finally:
+            self._cap.release()
 
     def close(self) -> None:
         self._stop.set()

@@ -36,10 +36,12 @@ class Capture(Protocol):
 class OpenCVCapture:
     """``cv2.VideoCapture`` reduced to :class:`Capture`; raises ``SourceError`` if it cannot open."""
 
-    def __init__(self, target: int | str, *, api: int = cv2.CAP_ANY, width: int = 0, height: int = 0) -> None:
+    def __init__(
+        self, target: int | str, *, api: int = cv2.CAP_ANY, width: int = 0, height: int = 0, label: str = ""
+    ) -> None:
         self._cap = cv2.VideoCapture(target, api)
         if not self._cap.isOpened():
-            raise SourceError(f"cannot open video source {target}")
+            raise SourceError(f"cannot open video source {label or target}")
         if width and height:
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
@@ -145,12 +147,15 @@ def parse_camera(spec: str) -> int | str | None:
     return None
 
 
-def open_camera(spec: int | str, **kwargs: Any) -> LatestFrameSource:
-    """A V4L2 camera by index or device path."""
+def open_camera(spec: int | str, *, width: int = 0, height: int = 0, **kwargs: Any) -> LatestFrameSource:
+    """A V4L2 camera by index or device path, asking the driver for ``width`` x ``height``."""
     api = getattr(cv2, "CAP_V4L2", cv2.CAP_ANY)
-    return LatestFrameSource(f"camera:{spec}", lambda: OpenCVCapture(spec, api=api), **kwargs)
+    return LatestFrameSource(
+        f"camera:{spec}", lambda: OpenCVCapture(spec, api=api, width=width, height=height), **kwargs
+    )
 
 
-def open_stream(url: str, **kwargs: Any) -> LatestFrameSource:
-    """An RTSP/HTTP(S) stream through OpenCV's FFmpeg backend."""
-    return LatestFrameSource(url, lambda: OpenCVCapture(url), **kwargs)
+def open_stream(url: str, *, label: str = "", **kwargs: Any) -> LatestFrameSource:
+    """An RTSP/HTTP(S) stream through OpenCV's FFmpeg backend; ``label`` (the URL without its
+    password) is what logs and errors show."""
+    return LatestFrameSource(label or url, lambda: OpenCVCapture(url, label=label), **kwargs)
