@@ -8,6 +8,7 @@ called from a signal handler or another thread; the loop ends after the current 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -151,9 +152,29 @@ class _Prefetcher:
                         continue
         except Exception as exc:  # any source failure must end the run, not hang it
             log.debug("frame source failed", exc_info=True)
-            self._queue.put(exc)
+            self._put_final(exc)
         finally:
-            self._queue.put(self._END)
+            # Finish the source generator HERE (releasing its decoder in this thread), so no
+            # daemon thread is left inside native decode code when the interpreter exits.
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+            self._put_final(self._END)
+
+    def _put_final(self, item: object) -> None:
+        with contextlib.suppress(queue.Full):  # the consumer has stopped and will not read it
+            self._queue.put(item, timeout=0.5)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the reader thread to finish (after ``stop`` was set); drains the queue so it can."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
 
     def __iter__(self) -> Iterator[Frame]:
         while True:
@@ -194,6 +215,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self._stop = threading.Event()
         self._prev_publish_ms = 0.0
+        self._prefetcher: _Prefetcher | None = None
 
     def stop(self) -> None:
         """Ask the loop to end after the current frame. Safe from signal handlers and threads.
@@ -212,9 +234,10 @@ class Pipeline:
 
     def _frames(self) -> Iterator[Frame]:
         if not self.source.live and self.options.prefetch > 0:
-            return iter(
-                _Prefetcher(iter(self.source), self.options.prefetch, self._stop, self.options.max_width)
+            self._prefetcher = _Prefetcher(
+                iter(self.source), self.options.prefetch, self._stop, self.options.max_width
             )
+            return iter(self._prefetcher)
         return iter(self.source)
 
     def run(self) -> PipelineStats:
@@ -233,7 +256,10 @@ class Pipeline:
                 if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
                     break
         finally:
+            self._stop.set()
             self.source.close()
+            if self._prefetcher is not None:
+                self._prefetcher.join(timeout=3.0)
             self.stats.stopped_at = time.time()
             log.info(
                 "pipeline stopped: %d frames, %d events, %d faces, %d corrupt; source %s",
