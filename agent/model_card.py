@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from agent.errors import ModelError
 
@@ -41,18 +41,12 @@ class CardLabels(_CardSection):
     emotion: tuple[str, ...]
     gender: tuple[str, ...]
 
-    @field_validator("emotion")
+    @field_validator("emotion", "gender")
     @classmethod
-    def _seven(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if len(v) != EMOTION_CLASSES:
-            raise ValueError(f"expected {EMOTION_CLASSES} emotion labels, got {len(v)}")
-        return v
-
-    @field_validator("gender")
-    @classmethod
-    def _two(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if len(v) != GENDER_CLASSES:
-            raise ValueError(f"expected {GENDER_CLASSES} gender labels, got {len(v)}")
+    def _count(cls, v: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        want = {"emotion": EMOTION_CLASSES, "gender": GENDER_CLASSES}[str(info.field_name)]
+        if len(v) != want:
+            raise ValueError(f"expected {want} {info.field_name} labels, got {len(v)}")
         return v
 
 

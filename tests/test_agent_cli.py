@@ -16,29 +16,23 @@ import pytest
 from agent.events import load_schema
 
 try:
-    from tests.agent_support import (
-        CLIPS,
-        REPO,
-        assert_one_line_error,
-        astronaut_bgr,
-        clip,
-        free_port,
-        model_path,
-        payloads,
-        run_cli,
-    )
+    import tests.agent_support as support
 except ImportError:
-    from agent_support import (  # type: ignore[no-redef]
-        CLIPS,
-        REPO,
-        assert_one_line_error,
-        astronaut_bgr,
-        clip,
-        free_port,
-        model_path,  # noqa: F401
-        payloads,
-        run_cli,
-    )
+    import agent_support as support  # type: ignore[no-redef]
+
+CLIPS, REPO, clip, payloads, run_cli = (
+    support.CLIPS,
+    support.REPO,
+    support.clip,
+    support.payloads,
+    support.run_cli,
+)
+assert_one_line_error, astronaut_bgr, free_port = (
+    support.assert_one_line_error,
+    support.astronaut_bgr,
+    support.free_port,
+)
+model_path = support.model_path  # the fixture
 
 FRAMES = 40
 
