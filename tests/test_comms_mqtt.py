@@ -296,3 +296,25 @@ def test_password_file_and_systemd_credential(tmp_path):
     explicit = MqttConfig(password="x", password_file=pw).resolve_password(env)
     assert explicit is not None
     assert explicit.get_secret_value() == "x"
+
+
+def test_close_right_after_start_still_flushes(mosquitto, tmp_path):
+    """A short run can end before the first CONNACK: close() waits for it within its timeout."""
+    pub = MqttPublisher(make_config(mosquitto.port), DEVICE, tmp_path)
+    pub.start()
+    for i in range(10):
+        pub.publish("frames", {"seq": i})
+    pub.close(timeout=5)
+    assert pub.stats()["published"] == 10
+    assert brokers.retained(mosquitto.port, STATUS) == "stopped"
+
+
+def test_close_during_outage_returns_at_once(tmp_path):
+    pub = MqttPublisher(make_config(brokers.free_port()), DEVICE, tmp_path)
+    pub.start()
+    pub.publish("frames", {"seq": 0})
+    assert brokers.wait_for(lambda: pub._outage_logged, 5)
+    t0 = time.monotonic()
+    pub.close(timeout=5)
+    assert time.monotonic() - t0 < 2.5
+    assert pub.stats()["published"] == 0

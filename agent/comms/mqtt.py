@@ -164,7 +164,11 @@ class MqttPublisher:
         if client is None or buffer is None:
             return
         deadline = time.monotonic() + max(0.0, timeout)
-        while time.monotonic() < deadline and self.is_connected() and len(buffer) > 0:
+        while time.monotonic() < deadline and len(buffer) > 0:
+            # Still connecting (a short run can end before the first CONNACK): worth waiting for.
+            # A known outage (failed attempt or lost link): leave the rest on disk at once.
+            if not self.is_connected() and self._outage_logged:
+                break
             self._wake.set()
             time.sleep(0.01)
 
