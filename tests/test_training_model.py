@@ -1,0 +1,199 @@
+"""Masked multi-task loss, augmentation, and the training CLI end to end on a tiny real slice.
+
+The CLI run (train 1 epoch on a small slice -> int8 export -> evaluation -> card) happens once per
+module; the contract tests then read what it produced, as the agent would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.training_support import datasets_root, require_datasets, run_train_cli
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
+
+from training.augment import make_augmenter  # noqa: E402
+from training.config import AugmentConfig, FramingConfig, TrainConfig  # noqa: E402
+from training.data import class_weights  # noqa: E402
+from training.model import ModelSpec, build_model  # noqa: E402
+from training.train import compile_model, masks  # noqa: E402
+
+SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
+
+
+def _loss_and_grads(model, x, soft, gender, w_e, w_g):  # type: ignore[no-untyped-def]
+    with tf.GradientTape() as tape:
+        out = model(x, training=False)
+        loss = model.compute_loss(
+            x=x,
+            y={"emotion": soft, "gender": gender},
+            y_pred=out,
+            sample_weight={"emotion": w_e, "gender": w_g},
+        )
+    grads = tape.gradient(loss, model.trainable_variables)
+    return float(loss), [g.numpy() for g in grads if g is not None]
+
+
+def test_missing_labels_are_masked_out_of_the_loss() -> None:
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(ModelSpec(architecture="vgg-xs"))
+    compile_model(model, TrainConfig(weight_decay=0.0))
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 48, 48, 1), dtype=np.float32)
+    emotion = np.array([0, 3, 6, -1, -1, -1])  # three FER-like samples (no gender)
+    gender = np.array([-1, -1, -1, 0, 1, 1])  # three UTK-like samples (no emotion)
+    cw = np.ones(7, dtype=np.float32)
+    w_e, w_g = masks(emotion, gender, cw)
+    assert w_e.tolist() == [1, 1, 1, 0, 0, 0] and w_g.tolist() == [0, 0, 0, 1, 1, 1]
+
+    soft = np.zeros((6, 7), dtype=np.float32)
+    soft[np.arange(3), emotion[:3]] = 1.0
+    g = np.clip(gender, 0, None)
+    base_loss, base_grads = _loss_and_grads(model, x, soft, g, w_e, w_g)
+
+    # Garbage in the MISSING labels changes nothing ...
+    soft2 = soft.copy()
+    soft2[3:, 1] = 1.0
+    g2 = g.copy()
+    g2[:3] = 1
+    loss2, grads2 = _loss_and_grads(model, x, soft2, g2, w_e, w_g)
+    assert loss2 == pytest.approx(base_loss, rel=1e-6)
+    for a, b in zip(base_grads, grads2, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+    # ... while a change in a PRESENT label does (so the check above can fail).
+    g3 = g.copy()
+    g3[3] = 1
+    loss3, _ = _loss_and_grads(model, x, soft, g3, w_e, w_g)
+    assert abs(loss3 - base_loss) > 1e-4
+
+
+def test_class_weights_favour_rare_classes() -> None:
+    labels = np.array([0] * 100 + [1] * 10 + [-1] * 50)
+    w = class_weights(labels, 2, 0.5)
+    assert w[1] > w[0]
+    assert (w[0] * 100 + w[1] * 10) / 110 == pytest.approx(1.0)
+    assert class_weights(labels, 2, 0.0).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_augmenter_output_range_and_shape() -> None:
+    aug = make_augmenter(FramingConfig(), AugmentConfig(), 48)
+    imgs = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 1), dtype=np.uint8)
+    out = aug(tf.constant(imgs), tf.constant(np.array([0, 1] * 4))).numpy()
+    assert out.shape == (8, 48, 48, 1)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    # Without augmentation and at scale 1, the crop is just a resize of the original.
+    plain = make_augmenter(
+        FramingConfig(tight_scale=(1.0, 1.0), loose_scale=(1.0, 1.0), shift=0.0),
+        AugmentConfig(flip=False, rotation_deg=0.0, brightness=0.0, contrast=0.0),
+        64,
+    )
+    same = plain(tf.constant(imgs), tf.constant(np.zeros(8, dtype=np.int64))).numpy()
+    np.testing.assert_allclose(same[..., 0], imgs[..., 0] / 255.0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny real run: 1 epoch on ~600 images, int8 export, evaluation on a test slice."""
+    require_datasets()
+    out = tmp_path_factory.mktemp("smoke")
+    r = run_train_cli(
+        "all",
+        "--config", str(SMOKE),
+        "--set", f"output_dir={out}",
+        "--set", f"data.root={datasets_root()}",
+        "--ship", str(out / "shipped"),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    shipped = smoke_run / "shipped"
+    model, card_path = shipped / "facecast_int8.tflite", shipped / "facecast_int8.json"
+    assert model.is_file() and card_path.is_file() and (shipped / "MODEL_CARD.md").is_file()
+    assert model.stat().st_size < 1024 * 1024
+    card = json.loads(card_path.read_text())
+    assert card["labels"] == {
+        "emotion": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+        "gender": ["male", "female"],
+    }
+    assert card["input"]["height"] == card["input"]["width"] == 48 and card["input"]["channels"] == 1
+    assert card["input"]["range"] == [0.0, 1.0]
+    assert 0.0 < card["crop"]["margin"] < 1.0
+    for key in ("int8", "float", "parity", "latency_ms"):
+        assert key in card["metrics"]
+
+    interp = Interpreter(model_path=str(model))
+    sigs = interp.get_signature_list()
+    assert len(sigs) == 1
+    runner = interp.get_signature_runner(next(iter(sigs)))
+    (in_name, detail), = runner.get_input_details().items()
+    assert list(detail["shape"]) == [1, 48, 48, 1] and detail["dtype"] == np.int8
+    outs = runner(**{in_name: np.zeros((1, 48, 48, 1), dtype=np.int8)})
+    assert set(outs) == {"emotion", "gender"}
+    details = runner.get_output_details()
+    for name, n in (("emotion", 7), ("gender", 2)):
+        scale, zp = details[name]["quantization"]
+        probs = (outs[name].astype(np.float32) - zp) * scale
+        assert probs.shape[-1] == n
+        assert probs.sum() == pytest.approx(1.0, abs=0.03)
+
+
+def test_int8_tracks_float(smoke_run: Path) -> None:
+    card = json.loads((smoke_run / "facecast_int8.json").read_text())
+    parity = card["metrics"]["parity"]
+    # Even an undertrained model's int8 copy must agree closely with its float original.
+    for head in ("emotion_accuracy", "gender_accuracy"):
+        assert abs(parity["drop_points"][head]) <= 10.0
+    assert (smoke_run / "training_curves.png").is_file()
+    assert list((smoke_run / "plots").glob("confusion_*_int8.png"))
+
+
+def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> None:
+    r = run_train_cli(
+        "export", "--config", str(SMOKE),
+        "--set", f"output_dir={smoke_run}",
+        "--set", "architecture=vgg-s",
+        "--set", f"data.root={datasets_root()}",
+    )
+    assert r.returncode == 2
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("facecast-train: error:")]
+    assert err and "does not fit architecture" in err[0], r.stderr[-2000:]
+    r = run_train_cli(
+        "train", "--config", str(SMOKE),
+        "--set", f"output_dir={smoke_run}",
+        "--set", "architecture=vgg-s",
+        "--set", f"data.root={datasets_root()}",
+    )
+    assert r.returncode == 2 and "holds checkpoints of another model" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "match"),
+    [
+        (["epochz=3"], "epochz: unknown key"),
+        (["batch_size=many"], "batch_size"),
+        (["data.root=/nonexistent/datasets"], "not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path: Path, sets: list[str], match: str) -> None:
+    args = ["train", "--config", str(SMOKE), "--set", f"output_dir={tmp_path}"]
+    for s in sets:
+        args += ["--set", s]
+    if not any(s.startswith("data.root") for s in sets):
+        args += ["--set", f"data.root={datasets_root()}"]
+    r = run_train_cli(*args, timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("facecast-train: error:")]
+    assert len(err) == 1 and match in err[0], r.stderr[-2000:]
