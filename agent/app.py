@@ -128,6 +128,10 @@ def run_agent(
         ),
         hooks,
     )
+    if config.events.stats_interval_s > 0:
+        from agent.stats import StatsReporter
+
+        pipeline.hooks.on_frame.append(StatsReporter(pipeline, pub, config.events.stats_interval_s))
     pub.start()
     try:
         with stop_on_signals(pipeline.stop):

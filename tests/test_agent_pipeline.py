@@ -184,3 +184,26 @@ def test_stop_while_a_live_camera_has_vanished(stages, tmp_path):
     assert 0.9 <= time.monotonic() - start < 3.5
     assert 1 <= stats.frames <= 2
     assert source.stats()["failures"] == 1
+
+
+def test_stats_reporter_publishes_counters(stages, tmp_path):
+    from agent.stats import StatsReporter
+
+    source = ListSource([astronaut_bgr(), None, astronaut_bgr(), astronaut_bgr()])
+    pipeline, out = make(stages, source, tmp_path)
+    ticks = iter(range(100))
+    reporter = StatsReporter(pipeline, pipeline.publisher, interval_s=2, clock=lambda: float(next(ticks)))
+    pipeline.hooks.on_frame.append(reporter)
+    pipeline.run()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    stats = [rec["payload"] for rec in lines if rec["topic"].endswith("/stats")]
+    frames = [rec for rec in lines if rec["topic"].endswith("/frames")]
+    assert len(frames) == 3
+    assert len(stats) == 1  # clock: start 0, frames at 1, 2 (-> publish), 3; the corrupt one has no hook call
+    (s,) = stats
+    assert s["schema"] == "facecast.stats/1" and s["device_id"] == "test-dev"
+    assert s["frames"] == 3 and s["corrupt"] == 1 and s["events"] == 2
+    assert s["source"] == {"read": 4}
+    assert s["publisher"]["sink"] == "stdout"
+    assert s["fps"] == pytest.approx(3 / 2)
+    assert {"detect", "classify"} <= set(s["latency_ms"])

@@ -63,6 +63,8 @@ class EventsConfig(_Section):
     publish_empty: bool = False
     """Also publish frames with no face (useful as a liveness signal; costs bandwidth)."""
     subtopic: str = "frames"
+    stats_interval_s: float = Field(default=60.0, ge=0.0)
+    """Publish health counters on ``.../stats`` this often (0 = never)."""
 
 
 class AgentConfig(_Section):
