@@ -35,7 +35,10 @@ class FramingConfig(_Strict):
     tight_scale: tuple[float, float] = (0.82, 1.0)  # FER2013-style tight crops
     loose_scale: tuple[float, float] = (0.72, 1.0)  # UTKFace-style crops with context
     shift: float = 0.06  # max centre shift as a fraction of the image side
-    agent_margin: float = 0.25  # written into the card: crop margin per side of a detector box
+    # Written into the card: crop margin per side of a detector box. BlazeFace boxes measured on the
+    # datasets: whole FER2013 image = 1.14x the box side (median), whole UTKFace image = 1.07x, so 0.05
+    # (1.10x) reproduces both native framings; training crops cover 0.77x-1.14x around that.
+    agent_margin: float = 0.05
 
 
 class AugmentConfig(_Strict):
