@@ -128,6 +128,7 @@ class _Prefetcher:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = stop
         self._max_width = max_width
+        self._error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
         self._thread.start()
 
@@ -150,9 +151,9 @@ class _Prefetcher:
                         break
                     except queue.Full:
                         continue
-        except Exception as exc:  # any source failure must end the run, not hang it
+        except Exception as exc:  # any source failure must end the run (re-raised by the consumer)
             log.debug("frame source failed", exc_info=True)
-            self._put_final(exc)
+            self._error = exc
         finally:
             # Finish the source generator HERE (releasing its decoder in this thread), so no
             # daemon thread is left inside native decode code when the interpreter exits.
@@ -182,12 +183,18 @@ class _Prefetcher:
                 item = self._queue.get(timeout=0.2)
             except queue.Empty:
                 if self._stop.is_set():
-                    return
-                continue
+                    item = self._END
+                elif self._thread.is_alive():
+                    continue
+                else:  # the reader ended, maybe without room for its end marker: take what is left
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        item = self._END
             if item is self._END:
+                if self._error is not None:
+                    raise self._error
                 return
-            if isinstance(item, Exception):
-                raise item
             yield item
 
 

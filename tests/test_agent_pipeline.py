@@ -207,3 +207,16 @@ def test_stats_reporter_publishes_counters(stages, tmp_path):
     assert s["publisher"]["sink"] == "stdout"
     assert s["fps"] == pytest.approx(3 / 2)
     assert {"detect", "classify"} <= set(s["latency_ms"])
+
+
+def test_a_failing_file_source_ends_the_run_with_its_error(stages, tmp_path):
+    class BrokenAfterTwo(ListSource):
+        def __iter__(self):
+            yield from list(super().__iter__())[:2]
+            raise OSError("disk read error")
+
+    pipeline, out = make(stages, BrokenAfterTwo([astronaut_bgr()] * 5), tmp_path)
+    with pytest.raises(OSError, match="disk read error"):
+        pipeline.run()
+    assert pipeline.stats.frames == 2
+    assert len(events(out)) == 2
