@@ -142,8 +142,9 @@ def test_drop_oldest_when_full_is_counted(mosquitto: brokers.Mosquitto, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_broker_killed_mid_stream_every_seq_arrives_in_order(
-    persistent_mosquitto: brokers.Mosquitto, tmp_path
+    persistent_mosquitto: brokers.Mosquitto, tmp_path, protocol
 ):
     """SIGKILL the broker for ~4 s while publishing ~80 events/s; restart it on the same port.
 
@@ -157,7 +158,7 @@ def test_broker_killed_mid_stream_every_seq_arrives_in_order(
     db = broker.workdir / "mosquitto.db"
     assert brokers.wait_for(db.exists, 5)
     time.sleep(1.2)
-    pub = MqttPublisher(make_config(broker.port), DEVICE, tmp_path)
+    pub = MqttPublisher(make_config(broker.port, protocol=protocol), DEVICE, tmp_path)
     stop = threading.Event()
     sent: list[int] = []
 
