@@ -80,7 +80,7 @@ def square_crop_box(
 def quantize(x: F32Array, scale: float, zero_point: int) -> npt.NDArray[np.int8]:
     """float -> int8 with the model's own input quantization parameters."""
     q = np.round(x / np.float32(scale)) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return np.asarray(np.clip(q, -128, 127), dtype=np.int8)
 
 
 def dequantize(q: npt.NDArray[np.integer], scale: float, zero_point: int) -> F32Array:

@@ -56,7 +56,8 @@ def main() -> None:
     def row(label: str, t: list[float]) -> str:
         return f"{label:<34} median {statistics.median(t):8.4f} ms   p95 {t[int(0.95 * len(t)) - 1]:8.4f} ms"
 
-    print(f"model {args.model} ({args.model.stat().st_size / 1024:.0f} KiB), LiteRT, 1 thread, {args.runs} runs")
+    size_kib = args.model.stat().st_size / 1024
+    print(f"model {args.model} ({size_kib:.0f} KiB), LiteRT, 1 thread, {args.runs} runs")
     print(row("facecast int8 (1 face)", model_ms))
     print(row("baseline: BlazeFace detect (640x360)", det_ms))
     print(f"ratio model / baseline: {statistics.median(model_ms) / statistics.median(det_ms):.3f}")

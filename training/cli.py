@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from training.config import ConfigError, TrainConfig, load_config
-from training.datasets import DatasetError
 
 log = logging.getLogger("facecast.train")
 
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _run(args)
-    except (ConfigError, DatasetError, *EXPECTED_ERRORS) as exc:
+    except EXPECTED_ERRORS as exc:
         print(f"facecast-train: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,10 +19,10 @@ class DataConfig(_Strict):
     root: Path = Path("../shared/datasets")
     fer2013: bool = True
     fer2013_csv: Path | None = None  # use the original fer2013.csv instead of the image folders
-    ferplus_blend: float = Field(0.3, ge=0.0, lt=0.5)  # weight of FER+ votes in the emotion target
+    ferplus_blend: float = Field(default=0.3, ge=0.0, lt=0.5)  # weight of FER+ votes in the emotion target
     utkface: bool = True
     manifests: list[Path] = []  # user CSV manifests path,emotion,gender
-    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # slice of FER2013 train used for validation
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)  # slice of FER2013 train used for validation
     limit_per_class: int | None = None  # FER2013 images per class (smoke runs)
     utk_limit: int | None = None
     test_limit: int | None = None  # test images per FER class / UTKFace total (smoke runs only)
@@ -60,13 +60,13 @@ class TrainConfig(_Strict):
     warmup_epochs: int = 1
     early_stopping_patience: int = 8
     max_minutes: float | None = None  # wall-clock budget; the best checkpoint is kept
-    class_weight_power: float = Field(0.5, ge=0.0, le=1.0)  # 0 none, 1 inverse frequency
+    class_weight_power: float = Field(default=0.5, ge=0.0, le=1.0)  # 0 none, 1 inverse frequency
     gender_loss_weight: float = 1.0
     onednn: bool = True  # oneDNN is ~3x faster here; this architecture does not hit its crash
     output_dir: Path = Path("runs/default")
-    data: DataConfig = DataConfig()
-    framing: FramingConfig = FramingConfig()
-    augment: AugmentConfig = AugmentConfig()
+    data: DataConfig = Field(default_factory=DataConfig)
+    framing: FramingConfig = Field(default_factory=FramingConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     representative_samples: int = 500
 
 

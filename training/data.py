@@ -61,7 +61,7 @@ def class_weights(labels: npt.NDArray[np.int64], n_classes: int, power: float) -
     counts = np.maximum(counts, 1.0)
     w = (counts.sum() / (n_classes * counts)) ** power
     w = w / (w * counts).sum() * counts.sum()
-    return w.astype(np.float32)
+    return np.asarray(w, dtype=np.float32)
 
 
 def build_training_data(cfg: TrainConfig) -> TrainingData:

@@ -35,10 +35,14 @@ _EMOTION_ALIASES = {
     "fearful": "fear",
     "scared": "fear",
 }
-_GENDER_ALIASES = {"m": "male", "f": "female", "man": "male", "woman": "female", "0": "male", "1": "female"}
+_GENDER_ALIASES = {
+    "m": "male", "f": "female", "man": "male", "woman": "female", "0": "male", "1": "female"
+}
 # FER+ vote columns, and which of our classes each maps to (contempt/unknown/NF have none).
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
-_FERPLUS_TO_OURS = {"neutral": 6, "happiness": 3, "surprise": 5, "sadness": 4, "anger": 0, "disgust": 1, "fear": 2}
+_FERPLUS_TO_OURS = {
+    "neutral": 6, "happiness": 3, "surprise": 5, "sadness": 4, "anger": 0, "disgust": 1, "fear": 2
+}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -350,9 +354,9 @@ def load_manifest(path: Path, *, size: int) -> Samples:
         for line_no, row in enumerate(reader, start=2):
             if not row or not row[0].strip():
                 continue
-            row = [*row, "", ""][:3]
-            emo = row[1].strip()
-            gen = row[2].strip()
+            cells = [*row, "", ""][:3]
+            emo = cells[1].strip()
+            gen = cells[2].strip()
             if not emo and not gen:
                 raise DatasetError(f"{path}: line {line_no}: neither emotion nor gender is given")
             try:
@@ -360,11 +364,11 @@ def load_manifest(path: Path, *, size: int) -> Samples:
                 g = gender_index(gen) if gen else -1
             except DatasetError as exc:
                 raise DatasetError(f"{path}: line {line_no}: {exc}") from None
-            image_path = (path.parent / row[0].strip()).resolve()
+            image_path = (path.parent / cells[0].strip()).resolve()
             images.append(read_gray(image_path, size))
             emotions.append(e)
             genders.append(g)
-            names.append(row[0].strip())
+            names.append(cells[0].strip())
     return Samples(
         images=_stack(images, path),
         emotion=np.asarray(emotions, dtype=np.int64),
@@ -409,8 +413,9 @@ def split_validation(
 ) -> tuple[Samples, Samples]:
     """Deterministic hash split; samples of one duplicate group always land on the same side."""
     groups = groups or {}
-    per_mille = int(round(fraction * 1000))
-    val_idx, train_idx = [], []
+    per_mille = round(fraction * 1000)
+    val_idx: list[int] = []
+    train_idx: list[int] = []
     for i, name in enumerate(samples.names):
         key = groups.get(name, name)
         (val_idx if stable_bucket(key, 1000) < per_mille else train_idx).append(i)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class CheckpointMismatch(Exception):
+class CheckpointMismatchError(Exception):
     """A checkpoint or run directory made for another architecture than the config asks for."""
 
 
@@ -15,7 +15,9 @@ def _expected() -> tuple[type[Exception], ...]:
     from training.config import ConfigError
     from training.datasets import DatasetError
 
-    return (ConfigError, DatasetError, ExportError, CheckpointMismatch, FileNotFoundError, PermissionError)
+    return (
+        ConfigError, DatasetError, ExportError, CheckpointMismatchError, FileNotFoundError, PermissionError
+    )
 
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = _expected()

@@ -34,7 +34,9 @@ AGE_GROUPS: tuple[tuple[str, int, int], ...] = (
 Predictor = Callable[[npt.NDArray[np.float32]], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]
 
 
-def confusion(y_true: npt.NDArray[np.int64], y_pred: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.int64]:
+def confusion(
+    y_true: npt.NDArray[np.int64], y_pred: npt.NDArray[np.int64], n: int
+) -> npt.NDArray[np.int64]:
     m = np.zeros((n, n), dtype=np.int64)
     np.add.at(m, (y_true, y_pred), 1)
     return m
@@ -50,9 +52,10 @@ def classification_report(
     tp = np.diag(cm).astype(np.float64)
     recall = np.divide(tp, support, out=np.zeros(n), where=support > 0)
     precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n), where=denom > 0)
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": round(float((y_true == y_pred).mean()) if len(y_true) else 0.0, 4),
         "macro_f1": round(float(f1[support > 0].mean()) if (support > 0).any() else 0.0, 4),
         "per_class_recall": {lab: round(float(r), 4) for lab, r in zip(labels, recall, strict=True)},
@@ -64,14 +67,19 @@ def gender_breakdown(
     y_true: npt.NDArray[np.int64], y_pred: npt.NDArray[np.int64], samples: Samples
 ) -> dict[str, Any]:
     ok = y_true == y_pred
-    per_sex = {g: round(float(ok[y_true == i].mean()), 4) for i, g in enumerate(GENDERS) if (y_true == i).any()}
+    per_sex = {
+        g: round(float(ok[y_true == i].mean()), 4) for i, g in enumerate(GENDERS) if (y_true == i).any()
+    }
     out: dict[str, Any] = {
         "per_sex": per_sex,
         "sex_gap_points": round(abs(per_sex.get("male", 0) - per_sex.get("female", 0)) * 100, 2),
     }
     if samples.race is not None:
         out["per_race"] = {
-            r: {"accuracy": round(float(ok[samples.race == i].mean()), 4), "n": int((samples.race == i).sum())}
+            r: {
+                "accuracy": round(float(ok[samples.race == i].mean()), 4),
+                "n": int((samples.race == i).sum()),
+            }
             for i, r in enumerate(RACES)
             if (samples.race == i).any()
         }
@@ -80,7 +88,10 @@ def gender_breakdown(
         for name, lo, hi in AGE_GROUPS:
             sel = (samples.age >= lo) & (samples.age <= hi)
             if sel.any():
-                out["per_age_group"][name] = {"accuracy": round(float(ok[sel].mean()), 4), "n": int(sel.sum())}
+                out["per_age_group"][name] = {
+                    "accuracy": round(float(ok[sel].mean()), 4),
+                    "n": int(sel.sum()),
+                }
     return out
 
 
@@ -219,5 +230,7 @@ def evaluate_tflite_cli(model: Path, datasets: Path, out: Path) -> dict[str, Any
         if isinstance(heads, dict):
             for head, rep in heads.items():
                 if isinstance(rep, dict) and "accuracy" in rep:
-                    log.info("%s %s: accuracy %.4f macro-F1 %.4f", name, head, rep["accuracy"], rep["macro_f1"])
+                    log.info(
+                        "%s %s: accuracy %.4f macro-F1 %.4f", name, head, rep["accuracy"], rep["macro_f1"]
+                    )
     return result

@@ -29,8 +29,8 @@ def image_to_box_ratios(images: npt.NDArray[np.uint8], canvas: int = 384) -> npt
         s = im.shape[0]
         board = np.full((3 * s, 3 * s), 128, np.uint8)
         board[s : 2 * s, s : 2 * s] = im
-        board = cv2.resize(board, (canvas, canvas), interpolation=cv2.INTER_LINEAR)
-        found = det.detect(cv2.cvtColor(board, cv2.COLOR_GRAY2BGR))
+        board = np.asarray(cv2.resize(board, (canvas, canvas), interpolation=cv2.INTER_LINEAR), np.uint8)
+        found = det.detect(np.asarray(cv2.cvtColor(board, cv2.COLOR_GRAY2BGR), dtype=np.uint8))
         if found:
             box = max(found, key=lambda d: d.score).box
             ratios.append((canvas / 3) / max(box[2], box[3]))

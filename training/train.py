@@ -21,7 +21,7 @@ import tensorflow as tf
 from training.augment import make_augmenter
 from training.config import TrainConfig
 from training.data import TrainingData
-from training.errors import CheckpointMismatch
+from training.errors import CheckpointMismatchError
 from training.model import ModelSpec, build_model
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
     )
     ds = ds.shuffle(len(t), seed=cfg.seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
 
-    def _map(img, tag, soft, gender, we, wg):  # type: ignore[no-untyped-def]
+    def _map(*cols):  # type: ignore[no-untyped-def]
+        img, tag, soft, gender, we, wg = cols
         return augment(img, tag), {"emotion": soft, "gender": gender}, {"emotion": we, "gender": wg}
 
     return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
@@ -100,7 +101,7 @@ def val_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
     return ds.batch(256)
 
 
-class ScoreAndSchedule(keras.callbacks.Callback):
+class ScoreAndSchedule(keras.callbacks.Callback):  # type: ignore[misc]
     """Cosine learning rate over whichever ends first, the epoch plan or the wall-clock budget.
 
     Training then always ends annealed, however many epochs the machine manages; ``val_score`` (the
@@ -164,7 +165,7 @@ def check_run_dir(out: Path, spec: ModelSpec) -> None:
         old = json.loads(spec_path.read_text())
         if old != spec.as_dict():
             diff = {k: (old.get(k), v) for k, v in spec.as_dict().items() if old.get(k) != v}
-            raise CheckpointMismatch(
+            raise CheckpointMismatchError(
                 f"{out} holds checkpoints of another model ({diff}); use a new output_dir or delete it"
             )
     out.mkdir(parents=True, exist_ok=True)
@@ -173,12 +174,12 @@ def check_run_dir(out: Path, spec: ModelSpec) -> None:
 
 def load_weights_checked(model: keras.Model, weights: Path) -> None:
     if not weights.is_file():
-        raise CheckpointMismatch(f"checkpoint not found: {weights}")
+        raise CheckpointMismatchError(f"checkpoint not found: {weights}")
     try:
         model.load_weights(weights)
     except (ValueError, KeyError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointMismatch(
+        raise CheckpointMismatchError(
             f"checkpoint {weights} does not fit architecture {model.name}: {first[:160]}"
         ) from None
 
