@@ -174,7 +174,8 @@ def load_classifier(
     """Load and validate model + card; raises ``ModelError`` with a one-line reason."""
     path = Path(model_path) if model_path is not None else default_model_path()
     if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+        hint = "" if model_path is not None else " (set model.path in the config or pass --model)"
+        raise ModelError(f"model file not found: {path}{hint}")
     card = read_card(card_path_for(path))
     interpreter = load_interpreter(path, num_threads=num_threads)
     classifier = FaceClassifier(interpreter, card, path, batch=batch)
