@@ -4,6 +4,10 @@ The model contract (checked at start-up, so a wrong file fails before the camera
 one signature, one int8 NHWC ``[1, H, W, 1]`` input, outputs named ``emotion`` (7) and ``gender``
 (2) that are probabilities after dequantization. Outputs are read by NAME through the signature
 runner because TFLite reorders list outputs on conversion.
+
+All faces of a frame go through one invoke when the runtime accepts a batch dimension (probed at
+load). Measured here (LiteRT 2.3, 1 thread, the 48x48 model): 0.354 ms/face batched vs 0.367 looped
+at 4 faces, equal at 1 face, so batching is the default; ``batch=False`` forces the loop.
 """
 
 from __future__ import annotations
