@@ -228,3 +228,10 @@ def test_demo_without_a_broker_uses_the_embedded_one(model_path, tmp_path):
     assert len(lines) >= 10
     assert "embedded broker" in proc.stdout
     assert any(" 2 faces " in line for line in lines)
+
+
+@pytest.mark.parametrize(("source", "needle"), [("picamera2", "picamera2"), ("/dev/video97", "cannot open")])
+def test_missing_camera_hardware_is_one_line(source, needle, model_path, tmp_path):
+    proc = run_stdout(model_path, tmp_path, "--source", source)
+    assert_one_line_error(proc, needle)
+    assert "WARN" not in proc.stderr  # OpenCV's own warnings are silenced
