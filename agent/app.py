@@ -22,6 +22,7 @@ from agent.detectors import FaceDetector, create_detector
 from agent.events import SeqAllocator
 from agent.pipeline import Pipeline, PipelineHooks, PipelineOptions, PipelineStats
 from agent.sources import FrameSource, open_source
+from agent.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,15 @@ def run_agent(
         from agent.stats import StatsReporter
 
         pipeline.hooks.on_frame.append(StatsReporter(pipeline, pub, config.events.stats_interval_s))
+    notifier = SystemdNotifier()
+    if notifier.enabled:
+        pipeline.hooks.heartbeat.append(notifier.heartbeat)
     pub.start()
+    notifier.ready()
     try:
         with stop_on_signals(pipeline.stop):
             return pipeline.run()
     finally:
+        notifier.stopping()
         parts.source.close()
         pub.close(timeout=CLOSE_TIMEOUT_S)

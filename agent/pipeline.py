@@ -50,6 +50,9 @@ class PipelineHooks:
     (a tracker would go there)."""
 
     on_frame: list[Callable[[FrameResult], None]] = field(default_factory=list)
+    heartbeat: list[Callable[[], None]] = field(default_factory=list)
+    """Called once per loop turn, including idle turns of a live source with no frames (at least
+    every ~1 s): the place for a systemd ``WATCHDOG=1`` ping."""
     on_faces: list[Callable[[Frame, list[FaceResult]], list[FaceResult]]] = field(default_factory=list)
     on_event: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
@@ -258,8 +261,11 @@ class Pipeline:
                 wait_ms = (time.perf_counter() - start) * 1000.0
                 if frame is None:
                     break
-                self.stats.frames += 1
-                self.process(frame, wait_ms)
+                if not frame.idle:
+                    self.stats.frames += 1
+                    self.process(frame, wait_ms)
+                for beat in self.hooks.heartbeat:
+                    beat()
                 if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
                     break
         finally:

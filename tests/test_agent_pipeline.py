@@ -220,3 +220,36 @@ def test_a_failing_file_source_ends_the_run_with_its_error(stages, tmp_path):
         pipeline.run()
     assert pipeline.stats.frames == 2
     assert len(events(out)) == 2
+
+
+def test_heartbeat_turns_on_frames_and_on_idle_ticks(stages, tmp_path):
+    from agent.errors import SourceError
+    from agent.sources.live import LatestFrameSource
+
+    class TwoFrames:
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            time.sleep(0.01)
+            return astronaut_bgr() if self.n <= 2 else None
+
+        def release(self):
+            pass
+
+    opened = []
+
+    def opener():
+        if opened:
+            raise SourceError("gone")
+        opened.append(TwoFrames())
+        return opened[-1]
+
+    source = LatestFrameSource("two", opener, backoff_initial=0.05, backoff_max=0.1, idle_tick=0.1)
+    beats = []
+    pipeline, _ = make(stages, source, tmp_path, hooks=PipelineHooks(heartbeat=[lambda: beats.append(1)]))
+    threading.Timer(1.0, pipeline.stop).start()
+    stats = pipeline.run()
+    assert 1 <= stats.frames <= 2 and stats.corrupt == 0
+    assert len(beats) >= stats.frames + 5  # idle ticks kept the loop (and a watchdog) alive

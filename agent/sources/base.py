@@ -17,7 +17,9 @@ class Frame:
     ``image`` is BGR ``HxWx3`` (or grayscale ``HxW`` for sources that give luma only) in the
     source's native resolution; ``index`` counts frames read from the source (dropped live frames
     included, so gaps show drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names
-    the image for folder sources.
+    the image for folder sources. An ``idle`` frame carries no image: a live source emits one when
+    no frame arrived for a while (camera gone, stream stalled), so the consumer's loop still turns
+    (heartbeats, watchdog pings) instead of blocking until the device returns.
     """
 
     index: int
@@ -25,6 +27,7 @@ class Frame:
     image: npt.NDArray[np.uint8] | None
     file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    idle: bool = False
 
 
 @runtime_checkable

@@ -67,12 +67,14 @@ class LatestFrameSource:
         *,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        idle_tick: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
         self._opener = opener
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._idle_tick = idle_tick
         self._clock = clock
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -119,13 +121,17 @@ class LatestFrameSource:
     def __iter__(self) -> Iterator[Frame]:
         while True:
             with self._cond:
-                while self._pending is None and not self._stop.is_set():
-                    self._cond.wait(0.5)
+                deadline = time.monotonic() + self._idle_tick
+                while self._pending is None and not self._stop.is_set() and time.monotonic() < deadline:
+                    self._cond.wait(min(0.5, max(0.0, deadline - time.monotonic())))
                 if self._stop.is_set():
                     return
                 frame, self._pending = self._pending, None
-            if frame is not None:
-                yield frame
+            yield (
+                frame
+                if frame is not None
+                else Frame(index=-1, timestamp=self._clock(), image=None, idle=True)
+            )
 
     def close(self) -> None:
         self._stop.set()
