@@ -203,6 +203,51 @@ def test_broker_killed_mid_stream_every_seq_arrives_in_order(
         sub.close()
 
 
+@pytest.mark.slow
+def test_unacked_inflight_resent_first_after_reconnect(persistent_mosquitto: brokers.Mosquitto, tmp_path):
+    """Freeze the broker (SIGSTOP) so events go out unacknowledged, then SIGKILL it:
+    those messages were never processed and must be re-sent, before any newer event.
+
+    The paho thread is slowed right after on_connect, which is exactly where a sender that did
+    not wait for paho's re-sends (it waits for the PUBACK of ``online``) would overtake them.
+    """
+    broker = persistent_mosquitto
+    sub = brokers.Subscriber(broker.port, [FRAMES], persistent=True)
+    assert brokers.wait_for((broker.workdir / "mosquitto.db").exists, 5)
+    time.sleep(1.2)  # the subscriber's session is in the autosave
+    pub = MqttPublisher(make_config(broker.port, max_inflight=32), DEVICE, tmp_path)
+    try:
+        pub.start()
+        for i in range(20):
+            pub.publish("frames", {"seq": i})
+        assert brokers.wait_for(lambda: len(sub.payloads(FRAMES)) >= 20, 10)
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        for i in range(20, 30):  # fewer than the window: the sender has room left after reconnect
+            pub.publish("frames", {"seq": i})
+        assert brokers.wait_for(lambda: pub.stats()["inflight"] == 10, 5)
+        client = pub._client
+        assert client is not None
+        on_connect = client.on_connect
+
+        def slow_on_connect(*args):
+            on_connect(*args)
+            time.sleep(0.3)
+
+        client.on_connect = slow_on_connect
+        broker.kill()
+        for i in range(30, 150):
+            pub.publish("frames", {"seq": i})
+        broker.start()
+        assert brokers.wait_for(lambda: len(set(sub.seqs(FRAMES))) >= 150, 20)
+        assert brokers.first_seen_order(sub.seqs(FRAMES)) == list(range(150))
+        pub.close(timeout=5)
+        assert pub.stats()["buffered"] == 0
+    finally:
+        pub.close(timeout=1)
+        sub.close()
+
+
 _CHILD = textwrap.dedent(
     """
     import sys, time
