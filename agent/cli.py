@@ -198,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"facecast: error: {exc}\n")
         return EXIT_ERROR
+    except Exception as exc:  # the one-line contract holds even for our own bugs
+        log.debug("unexpected error", exc_info=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        hint = "--log-level DEBUG shows the traceback"
+        sys.stderr.write(f"facecast: error: unexpected {type(exc).__name__}: {first} ({hint})\n")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
