@@ -7,11 +7,13 @@ with one clear line) BEFORE the publisher connects, so a bad install never annou
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
@@ -19,6 +21,7 @@ from agent.classifier import FaceClassifier, load_classifier
 from agent.comms.base import Publisher
 from agent.config import AgentConfig
 from agent.detectors import FaceDetector, create_detector
+from agent.errors import FacecastError
 from agent.events import SeqAllocator
 from agent.pipeline import Pipeline, PipelineHooks, PipelineOptions, PipelineStats
 from agent.sources import FrameSource, open_source
@@ -79,6 +82,16 @@ def build_publisher(config: AgentConfig, stream: TextIO | None = None) -> Publis
     return create_publisher(config.sink, config.mqtt, config.device_id, config.state_dir, stream=stream)
 
 
+def ensure_state_dir(path: Path) -> None:
+    """The state directory (seq numbers, MQTT buffer) must exist and be writable before we start."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FacecastError(f"cannot create state_dir {path}: {exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK):
+        raise FacecastError(f"state_dir {path} is not writable")
+
+
 @contextmanager
 def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     """SIGTERM/SIGINT call ``stop`` (main thread only; elsewhere this is a no-op)."""
@@ -111,7 +124,7 @@ def run_agent(
     then close the publisher (which flushes and announces ``stopped``). Raises ``FacecastError``
     subclasses for bad models, sources and detectors before anything is published."""
     parts = components or build_components(config)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_state_dir(config.state_dir)
     seq = SeqAllocator(config.state_dir)
     pub = publisher or build_publisher(config, stream)
     pipeline = Pipeline(

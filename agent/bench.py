@@ -65,7 +65,7 @@ class BenchResult:
 def run_bench(config: AgentConfig, *, max_frames: int | None = None, sink: str = "null") -> BenchResult:
     """Run the pipeline on ``config.source`` and measure. ``sink="null"`` serialises every event
     as the stdout sink would, into /dev/null (publish cost without a broker)."""
-    from agent.app import build_components, build_publisher
+    from agent.app import build_components, build_publisher, ensure_state_dir
 
     started = process_start_time()
     parts = build_components(config)
@@ -75,7 +75,7 @@ def run_bench(config: AgentConfig, *, max_frames: int | None = None, sink: str =
         publisher: Any = StdoutPublisher(config.device_id, stream=devnull)
     else:
         publisher = build_publisher(config)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_state_dir(config.state_dir)
     pipeline = Pipeline(
         parts.source,
         parts.detector,

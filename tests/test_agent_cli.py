@@ -235,3 +235,10 @@ def test_missing_camera_hardware_is_one_line(source, needle, model_path, tmp_pat
     proc = run_stdout(model_path, tmp_path, "--source", source)
     assert_one_line_error(proc, needle)
     assert "WARN" not in proc.stderr  # OpenCV's own warnings are silenced
+
+
+def test_unusable_state_dir_is_one_line(model_path, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = run_stdout(model_path, blocker / "state", "--source", "demo", "--max-frames", "1")
+    assert_one_line_error(proc, "cannot create state_dir")
