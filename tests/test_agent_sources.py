@@ -198,3 +198,46 @@ def test_stream_errors_never_show_the_password():
         open_source("rtsp://viewer:topsecret@127.0.0.1:9/live")
     assert "topsecret" not in str(err.value)
     assert "viewer:***@127.0.0.1:9" in str(err.value)
+
+
+@pytest.fixture
+def http_stream(tmp_path):
+    """60 frames of a dataset clip as MJPEG-in-AVI (readable without seeking), served over local
+    HTTP: a real network stream for OpenCV's FFmpeg backend."""
+    import functools
+    import http.server
+
+    cap = cv2.VideoCapture(str(clip("short_hamilton_clip")))
+    writer = cv2.VideoWriter(str(tmp_path / "live.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (640, 360))
+    for _ in range(60):
+        ok, frame = cap.read()
+        assert ok
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_stream_is_live_drops_frames_and_reconnects_at_the_end(http_stream):
+    source = open_source(http_stream)
+    assert source.live
+    shapes, deadline = set(), time.monotonic() + 30
+    try:
+        for frame in source:
+            if not frame.idle:
+                shapes.add(frame.image.shape)
+                time.sleep(0.01)  # slower than decode: the grabber must drop, not queue
+            if source.stats()["reconnects"] >= 1 or time.monotonic() > deadline:
+                break
+    finally:
+        source.close()
+    stats = source.stats()
+    assert shapes == {(360, 640, 3)}
+    assert stats["dropped"] > 0
+    assert stats["failures"] >= 1 and stats["reconnects"] >= 1  # end of stream -> reopened

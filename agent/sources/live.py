@@ -93,7 +93,6 @@ class LatestFrameSource:
                 try:
                     self._capture = self._opener()
                     log.info("source %s reopened", self.name)
-                    delay = self._backoff_initial
                     self._counts["reconnects"] += 1
                 except SourceError as exc:
                     log.debug("reopen %s failed: %s; retry in %.1fs", self.name, exc, delay)
@@ -106,7 +105,11 @@ class LatestFrameSource:
                 log.warning("source %s stopped delivering frames; reopening with backoff", self.name)
                 self._capture.release()
                 self._capture = None
+                # a device that opens but yields nothing must back off too, not spin
+                self._stop.wait(delay)
+                delay = min(delay * 2.0, self._backoff_max)
                 continue
+            delay = self._backoff_initial  # healthy again: the next outage starts from short waits
             frame = Frame(index=index, timestamp=self._clock(), image=image)
             index += 1
             with self._cond:
