@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ def _model_args() -> list[str]:
     pytest.skip("no model: neither models/facecast_int8.tflite nor $FACECAST_TEST_MODEL")
 
 
-def _validator():
+def _validator() -> Any:
     jsonschema = pytest.importorskip("jsonschema")
     if not SCHEMA.is_file():
         pytest.skip("agent/schema/frame_event.schema.json missing")
@@ -124,11 +125,11 @@ def _events_published(stderr: str) -> int:
     return int(m.group(1))
 
 
-def _frames(sub: brokers.Subscriber, topic: str) -> list[dict]:
+def _frames(sub: brokers.Subscriber, topic: str) -> list[dict[str, Any]]:
     return [json.loads(p) for p in sub.payloads(topic)]
 
 
-def _assert_contiguous_per_boot(events: list[dict]) -> dict[str, list[int]]:
+def _assert_contiguous_per_boot(events: list[dict[str, Any]]) -> dict[str, list[int]]:
     """Within one run (boot_id) seq has no gaps; first sightings are in order across runs."""
     by_boot: dict[str, list[int]] = {}
     for e in events:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from agent.comms.base import Publisher
 from agent.comms.mqtt import MqttPublisher
@@ -229,6 +230,7 @@ def test_unacked_inflight_resent_first_after_reconnect(persistent_mosquitto: bro
         client = pub._client
         assert client is not None
         on_connect = client.on_connect
+        assert on_connect is not None
 
         def slow_on_connect(*args):
             on_connect(*args)
@@ -306,7 +308,7 @@ def test_sigkill_of_publisher_process_publishes_offline_will(mosquitto: brokers.
 def test_password_never_logged_nor_shown(mosquitto: brokers.Mosquitto, tmp_path, caplog, monkeypatch):
     secret = "hunter2-Sup3rSecret"
     caplog.set_level(logging.DEBUG)
-    cfg = make_config(mosquitto.port, username="cam", password=secret)
+    cfg = make_config(mosquitto.port, username="cam", password=SecretStr(secret))
     assert secret not in repr(cfg)
     assert secret not in str(cfg)
     assert secret not in json.dumps(cfg.model_dump(mode="json"))
@@ -329,7 +331,9 @@ def test_password_never_logged_nor_shown(mosquitto: brokers.Mosquitto, tmp_path,
 def test_password_file_and_systemd_credential(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
-    assert MqttConfig(password_file=pw).resolve_password().get_secret_value() == "from-file"
+    from_file = MqttConfig(password_file=pw).resolve_password()
+    assert from_file is not None
+    assert from_file.get_secret_value() == "from-file"
     cred = tmp_path / "creds"
     cred.mkdir()
     (cred / "mqtt_password").write_text("from-systemd\n")
@@ -339,7 +343,7 @@ def test_password_file_and_systemd_credential(tmp_path):
     assert MqttConfig().resolve_password({}) is None
     # An explicit password wins over both.
     env = {"CREDENTIALS_DIRECTORY": str(cred)}
-    explicit = MqttConfig(password="x", password_file=pw).resolve_password(env)
+    explicit = MqttConfig(password=SecretStr("x"), password_file=pw).resolve_password(env)
     assert explicit is not None
     assert explicit.get_secret_value() == "x"
 

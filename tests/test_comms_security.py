@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import MqttConfig, MqttTlsConfig
@@ -88,7 +89,9 @@ def test_systemd_credential_login(auth_broker, tmp_path, monkeypatch):
 
 def test_wrong_password_does_not_raise_and_keeps_buffering(auth_broker, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    cfg = MqttConfig(port=auth_broker.port, username="cam", password=SECRET + "-wrong", reconnect_max_delay=1)
+    cfg = MqttConfig(
+        port=auth_broker.port, username="cam", password=SecretStr(SECRET + "-wrong"), reconnect_max_delay=1
+    )
     pub = MqttPublisher(cfg, DEVICE, tmp_path)
     pub.start()
     for i in range(5):
@@ -105,6 +108,7 @@ def test_wrong_password_does_not_raise_and_keeps_buffering(auth_broker, tmp_path
 
 def _make_certs(d: Path) -> None:
     def run(*args: str) -> None:
+        assert OPENSSL is not None
         subprocess.run([OPENSSL, *args], check=True, capture_output=True, cwd=d)
 
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
