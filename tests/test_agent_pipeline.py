@@ -75,6 +75,34 @@ def events(out):
     return [json.loads(line)["payload"] for line in out.getvalue().splitlines()]
 
 
+def vanishing_camera(frames: int):
+    """An opener for LatestFrameSource: a scripted device (no camera exists here) that delivers
+    ``frames`` frames, then dies and can never be reopened."""
+    from agent.errors import SourceError
+
+    class Camera:
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            time.sleep(0.01)
+            self.n += 1
+            return astronaut_bgr() if self.n <= frames else None
+
+        def release(self):
+            pass
+
+    opened = []
+
+    def opener():
+        if opened:
+            raise SourceError("gone")
+        opened.append(Camera())
+        return opened[-1]
+
+    return opener
+
+
 def test_corrupt_frames_mid_stream_are_skipped_and_counted(stages, tmp_path, caplog):
     face = astronaut_bgr()
     images = [
@@ -153,29 +181,9 @@ def test_max_frames(stages, tmp_path):
 
 def test_stop_while_a_live_camera_has_vanished(stages, tmp_path):
     """The camera dies after 2 frames and cannot be reopened: stop() must still end the loop."""
-    from agent.errors import SourceError
     from agent.sources.live import LatestFrameSource
 
-    class DyingCamera:
-        def __init__(self):
-            self.n = 0
-
-        def read(self):
-            time.sleep(0.01)
-            self.n += 1
-            return astronaut_bgr() if self.n <= 2 else None
-
-        def release(self):
-            pass
-
-    opened = []
-
-    def opener():
-        if opened:
-            raise SourceError("gone")
-        opened.append(DyingCamera())
-        return opened[-1]
-
+    opener = vanishing_camera(frames=2)
     source = LatestFrameSource("dying", opener, backoff_initial=0.05, backoff_max=0.2)
     pipeline, _ = make(stages, source, tmp_path)
     threading.Timer(1.0, pipeline.stop).start()
@@ -223,29 +231,9 @@ def test_a_failing_file_source_ends_the_run_with_its_error(stages, tmp_path):
 
 
 def test_heartbeat_turns_on_frames_and_on_idle_ticks(stages, tmp_path):
-    from agent.errors import SourceError
     from agent.sources.live import LatestFrameSource
 
-    class TwoFrames:
-        def __init__(self):
-            self.n = 0
-
-        def read(self):
-            self.n += 1
-            time.sleep(0.01)
-            return astronaut_bgr() if self.n <= 2 else None
-
-        def release(self):
-            pass
-
-    opened = []
-
-    def opener():
-        if opened:
-            raise SourceError("gone")
-        opened.append(TwoFrames())
-        return opened[-1]
-
+    opener = vanishing_camera(frames=2)
     source = LatestFrameSource("two", opener, backoff_initial=0.05, backoff_max=0.1, idle_tick=0.1)
     beats = []
     pipeline, _ = make(stages, source, tmp_path, hooks=PipelineHooks(heartbeat=[lambda: beats.append(1)]))
