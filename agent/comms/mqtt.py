@@ -246,7 +246,11 @@ class MqttPublisher:
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if v5 else True,
         )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        paho_log = logging.getLogger(f"{__name__}.paho")
+        if paho_log.isEnabledFor(logging.DEBUG):
+            # Only when debugging: paho logs every broker restart as an ERROR, and our callbacks
+            # already say what matters once per outage.
+            client.enable_logger(paho_log)
         password = cfg.resolve_password()
         if cfg.username is not None or password is not None:
             client.username_pw_set(cfg.username, password.get_secret_value() if password else None)
