@@ -41,16 +41,9 @@ class Components:
 
 
 def build_detector(config: AgentConfig) -> FaceDetector:
-    d = config.detector
-    return create_detector(
-        d.name,
-        model_path=d.model_path,
-        range=d.range,
-        score_threshold=d.score_threshold,
-        min_face_size=d.min_face_size,
-        tiles=d.tiles,
-        num_threads=d.num_threads,
-    )
+    # DetectorConfig's fields are create_detector's keyword arguments, one for one.
+    d = config.detector.model_dump()
+    return create_detector(d.pop("name"), **d)
 
 
 def build_classifier(config: AgentConfig) -> FaceClassifier:
@@ -58,14 +51,8 @@ def build_classifier(config: AgentConfig) -> FaceClassifier:
 
 
 def build_source(config: AgentConfig) -> FrameSource:
-    s = config.source
-    return open_source(
-        s.uri,
-        demo_frames=s.demo_frames,
-        demo_fps=s.demo_fps,
-        camera_width=s.camera_width,
-        camera_height=s.camera_height,
-    )
+    # max_width is applied by the pipeline, not the source
+    return open_source(config.source.uri, **config.source.model_dump(exclude={"uri", "max_width"}))
 
 
 def build_components(config: AgentConfig) -> Components:
