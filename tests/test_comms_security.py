@@ -182,3 +182,11 @@ def test_tls_untrusted_server_is_not_used(tmp_path, caplog):
     finally:
         pub.close(timeout=0.5)
         broker.stop()
+
+
+def test_unreadable_password_file_fails_start_loudly(tmp_path):
+    cfg = MqttConfig(port=brokers.free_port(), username="cam", password_file=tmp_path / "missing")
+    pub = MqttPublisher(cfg, DEVICE, tmp_path / "state")
+    with pytest.raises(OSError, match="missing"):
+        pub.start()
+    assert not (tmp_path / "state" / "buffer.sqlite3").exists()

@@ -104,14 +104,21 @@ class MqttPublisher:
     # -- Publisher API -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the buffer and begin connecting in the background. Never raises for a dead broker."""
+        """Open the buffer and begin connecting in the background. Never raises for a dead broker.
+
+        Raises ``OSError``/``ValueError`` for configuration that can never work (unreadable
+        ``password_file``, missing TLS files) and ``sqlite3.Error`` for an unusable state dir.
+        """
         if self._client is not None:
             raise RuntimeError("MqttPublisher.start() called twice")
         if self._closed:
             raise RuntimeError("MqttPublisher is closed")
         cfg = self._cfg
+        # Configuration errors (unreadable password_file, missing CA file) raise here, before
+        # anything is opened: those are for the operator to fix, unlike an unreachable broker.
+        client = self._make_client()
         self._buffer = DiskBuffer(cfg.buffer.resolve_path(self._state_dir), cfg.buffer.max_events)
-        self._client = self._make_client()
+        self._client = client
         self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
         self._sender.start()
         self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
