@@ -37,7 +37,12 @@ def _free_port() -> int:
 def _start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n")
+    # Mosquitto drops QoS 1 messages for a subscriber with more than max_queued_messages (default
+    # 1000) waiting: a bench subscriber that falls behind must not lose them.
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n"
+        "max_queued_messages 1000000\n"
+    )
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     proc = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL)
     for _ in range(200):
@@ -92,7 +97,8 @@ def main() -> None:
             event["seq"] = i
             pub.publish("frames", json.dumps(event))
         t_accept = time.perf_counter() - t0
-        done.wait(300)
+        if not done.wait(max(60.0, args.events / 200)):
+            print("timed out waiting for the subscriber", file=sys.stderr)
         pub.close(timeout=30)
         t_total = time.perf_counter() - t0
         sub.disconnect()
