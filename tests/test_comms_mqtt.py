@@ -331,7 +331,7 @@ def test_password_never_logged_nor_shown(mosquitto: brokers.Mosquitto, tmp_path,
 def test_password_file_and_systemd_credential(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
-    from_file = MqttConfig(password_file=pw).resolve_password()
+    from_file = MqttConfig(password_file=pw).resolve_password({})
     assert from_file is not None
     assert from_file.get_secret_value() == "from-file"
     cred = tmp_path / "creds"
@@ -341,6 +341,16 @@ def test_password_file_and_systemd_credential(tmp_path):
     assert got is not None
     assert got.get_secret_value() == "from-systemd"
     assert MqttConfig().resolve_password({}) is None
+    # Under systemd the credential wins over password_file (the root-only original).
+    both = MqttConfig(password_file=pw).resolve_password({"CREDENTIALS_DIRECTORY": str(cred)})
+    assert both is not None
+    assert both.get_secret_value() == "from-systemd"
+    # No credential in the directory: password_file is used.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    only_file = MqttConfig(password_file=pw).resolve_password({"CREDENTIALS_DIRECTORY": str(empty)})
+    assert only_file is not None
+    assert only_file.get_secret_value() == "from-file"
     # An explicit password wins over both.
     env = {"CREDENTIALS_DIRECTORY": str(cred)}
     explicit = MqttConfig(password=SecretStr("x"), password_file=pw).resolve_password(env)

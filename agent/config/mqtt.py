@@ -110,21 +110,23 @@ class MqttConfig(BaseModel):
         return f"{self.topic_prefix}/{device_id}/{subtopic.strip('/')}"
 
     def resolve_password(self, environ: Mapping[str, str] | None = None) -> SecretStr | None:
-        """The password to use, read at start (so a rotated file is picked up on restart).
+        """The password to use, read at start (so a rotated secret is picked up on restart).
 
-        Order: ``password``, then ``password_file``, then ``$CREDENTIALS_DIRECTORY/mqtt_password``.
-        A trailing newline in a file is stripped. Raises ``OSError`` if ``password_file`` is set but
-        unreadable: a misconfigured secret should stop the service loudly, not silently connect
-        anonymously.
+        Order: ``password``; then ``$CREDENTIALS_DIRECTORY/mqtt_password`` when systemd handed one
+        over (``LoadCredential=``; under ``DynamicUser=`` the original, root-only file named by
+        ``password_file`` is typically unreadable, and the credential is the copy meant for this
+        service); then ``password_file``. A trailing newline is stripped. Raises ``OSError`` if
+        the chosen file is unreadable: a misconfigured secret should stop the service loudly,
+        not silently connect anonymously.
         """
         if self.password is not None:
             return self.password
-        if self.password_file is not None:
-            return SecretStr(self.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
         env = os.environ if environ is None else environ
         cred_dir = env.get("CREDENTIALS_DIRECTORY")
         if cred_dir:
             cred = Path(cred_dir) / CREDENTIAL_NAME
             if cred.is_file():
                 return SecretStr(cred.read_text(encoding="utf-8").rstrip("\r\n"))
+        if self.password_file is not None:
+            return SecretStr(self.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
         return None
