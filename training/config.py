@@ -68,6 +68,9 @@ class TrainConfig(_Strict):
     framing: FramingConfig = Field(default_factory=FramingConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     representative_samples: int = 500
+    # Average each face with its mirror image inside the exported graph ("auto": only if that
+    # raises the validation score; decided on validation data, never on test).
+    flip_tta: bool | Literal["auto"] = "auto"
 
 
 class ConfigError(Exception):

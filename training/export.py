@@ -80,6 +80,47 @@ def check_contract(path: Path, size: int) -> TFLiteModel:
     return m
 
 
+def with_flip_tta(model: keras.Model, size: int) -> keras.Model:
+    """Average the model's outputs on a face and its mirror image, inside one graph.
+
+    The batch is doubled and split again, so an agent that resizes the input to N faces still gets N
+    independent results.
+    """
+    inp = keras.Input((size, size, 1), name="image")
+    both = keras.layers.Lambda(lambda t: tf.concat([t, tf.reverse(t, axis=[2])], axis=0), name="mirror")(inp)
+    out = model(both)
+
+    def average(t: tf.Tensor) -> tf.Tensor:
+        a, b = tf.split(t, 2, axis=0)
+        return (a + b) / 2.0
+
+    return keras.Model(
+        inp,
+        {
+            "emotion": keras.layers.Lambda(average, name="emotion")(out["emotion"]),
+            "gender": keras.layers.Lambda(average, name="gender")(out["gender"]),
+        },
+        name=f"{model.name}_fliptta",
+    )
+
+
+def validation_scores(model: keras.Model, cfg: TrainConfig) -> dict[str, float]:
+    """Validation accuracy per head, plain and with mirror averaging (to decide flip_tta)."""
+    from training.data import build_training_data
+
+    val = build_training_data(cfg).val
+    x = (val.images.astype(np.float32) / 255.0)[..., None]
+    plain = model.predict(x, batch_size=256, verbose=0)
+    mirror = model.predict(x[:, :, ::-1], batch_size=256, verbose=0)
+    out: dict[str, float] = {}
+    for tag, preds in (("plain", plain), ("tta", None)):
+        for head, labels in (("emotion", val.emotion), ("gender", val.gender)):
+            p = preds[head] if preds is not None else (plain[head] + mirror[head]) / 2
+            sel = labels >= 0
+            out[f"{tag}_{head}"] = float((np.argmax(p[sel], 1) == labels[sel]).mean()) if sel.any() else 0.0
+    return out
+
+
 def _keras_predictor(model: keras.Model):  # type: ignore[no-untyped-def]
     def predict(x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         out = model.predict(x[..., None], batch_size=256, verbose=0)
@@ -100,6 +141,14 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     spec = spec_from_config(cfg)
     model = build_model(spec)
     load_weights_checked(model, out / BEST_WEIGHTS)
+    val_scores = validation_scores(model, cfg)
+    gain = (val_scores["tta_emotion"] + val_scores["tta_gender"]) - (
+        val_scores["plain_emotion"] + val_scores["plain_gender"]
+    )
+    use_tta = cfg.flip_tta is True or (cfg.flip_tta == "auto" and gain > 0.002)
+    log.info("validation %s; mirror averaging %s", val_scores, "ON" if use_tta else "off")
+    if use_tta:
+        model = with_flip_tta(model, cfg.input_size)
     rep = representative_images(cfg, cfg.representative_samples)
     tflite_path = out / f"{MODEL_STEM}.tflite"
     tflite_path.write_bytes(convert_int8(model, rep))
@@ -128,6 +177,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "architecture": spec.as_dict(),
         "parameters": int(model.count_params()),
+        "flip_tta": use_tta,
         "file": {"name": tflite_path.name, "bytes": tflite_path.stat().st_size},
         "input": {
             "height": cfg.input_size,
@@ -168,6 +218,8 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
             "augmentation": json.loads(cfg.augment.model_dump_json()),
             "framing": json.loads(cfg.framing.model_dump_json()),
             "seed": cfg.seed,
+            "validation": {k: round(v, 4) for k, v in val_scores.items()},
+            "flip_tta": {"setting": cfg.flip_tta, "used": use_tta, "validation_gain_points": round(gain * 50, 2)},
         },
     }
     card_path = out / f"{MODEL_STEM}.json"
