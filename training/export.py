@@ -219,7 +219,11 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
             "framing": json.loads(cfg.framing.model_dump_json()),
             "seed": cfg.seed,
             "validation": {k: round(v, 4) for k, v in val_scores.items()},
-            "flip_tta": {"setting": cfg.flip_tta, "used": use_tta, "validation_gain_points": round(gain * 50, 2)},
+            "flip_tta": {
+                "setting": cfg.flip_tta,
+                "used": use_tta,
+                "validation_gain_points": round(gain * 50, 2),
+            },
         },
     }
     card_path = out / f"{MODEL_STEM}.json"
