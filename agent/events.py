@@ -85,22 +85,44 @@ class SeqAllocator:
 
 
 @dataclass(frozen=True)
+class SmoothedLabels:
+    """A track's temporally smoothed labels (see :mod:`agent.tracking`), carried beside the raw ones."""
+
+    emotion: str
+    emotion_score: float
+    gender: str
+    gender_score: float
+
+
+@dataclass(frozen=True)
 class FaceResult:
-    """A detected and classified face; ``box`` is ``(x, y, w, h)`` in original-frame pixels."""
+    """A detected and classified face; ``box`` is ``(x, y, w, h)`` in original-frame pixels.
+
+    ``track_id`` and ``smoothed`` are filled by the tracker (an ``on_faces`` hook) when it runs.
+    """
 
     box: tuple[int, int, int, int]
     score: float
     attributes: FaceAttributes
+    track_id: int | None = None
+    smoothed: SmoothedLabels | None = None
 
 
 def face_to_json(face: FaceResult) -> dict[str, Any]:
     a = face.attributes
-    return {
+    out: dict[str, Any] = {
         "box": list(face.box),
         "score": round(face.score, 4),
         "emotion": {"label": a.emotion, "score": round(a.emotion_score, 4), "probs": dict(a.emotion_probs)},
         "gender": {"label": a.gender, "score": round(a.gender_score, 4)},
     }
+    if face.track_id is not None:
+        out["track_id"] = face.track_id
+    if face.smoothed is not None:
+        s = face.smoothed
+        out["emotion"]["smoothed"] = {"label": s.emotion, "score": round(s.emotion_score, 4)}
+        out["gender"]["smoothed"] = {"label": s.gender, "score": round(s.gender_score, 4)}
+    return out
 
 
 def build_frame_event(

@@ -67,6 +67,50 @@ class EventsConfig(_Section):
     """Publish health counters on ``.../stats`` this often (0 = never)."""
 
 
+class TrackingConfig(_Section):
+    """Faces -> tracks across frames (``agent.tracking``): steadier labels and per-person events."""
+
+    enabled: bool = True
+    iou_threshold: float = Field(default=0.2, ge=0.0, le=1.0)
+    """A face joins a track when their boxes overlap at least this much (IoU) ..."""
+    max_center_distance: float = Field(default=0.75, ge=0.0)
+    """... or, failing that, when its centre is within this many track-box sizes (fast motion)."""
+    max_missed: int = Field(default=10, ge=0)
+    """A track ends after this many processed frames without its face."""
+    min_hits: int = Field(default=2, ge=1)
+    """Frames a track needs before its ``new`` event goes out (a one-frame false positive never does)."""
+    ema_alpha: float = Field(default=0.3, gt=0.0, le=1.0)
+    """Weight of the newest frame in the smoothed probabilities (1 = no smoothing)."""
+    update_interval_s: float = Field(default=5.0, gt=0.0)
+    """``update`` events: when a smoothed label changes, else at most this often (never per frame)."""
+    update_min_gap_s: float = Field(default=1.0, ge=0.0)
+    """Even label changes are reported at most this often per track (a label see-sawing on a tie)."""
+    events_subtopic: str = "events"
+    presence_subtopic: str = "presence"
+    summary_subtopic: str = "summary"
+    summary_interval_s: float = Field(default=60.0, ge=0.0)
+    """Per-emotion/per-gender counts are published once per this period (0 = never)."""
+
+
+class HomeAssistantConfig(_Section):
+    """Home Assistant MQTT discovery (one device, a few sensors). Needs the mqtt sink."""
+
+    enabled: bool = True
+    discovery_prefix: str = "homeassistant"
+    status_topic: str = "homeassistant/status"
+    """Home Assistant's birth topic: discovery is sent again when it says ``online``."""
+    device_name: str | None = None
+    """Defaults to ``facecast <device_id>``."""
+
+
+class DashboardConfig(_Section):
+    """``facecast dashboard``: a local page fed by the broker (Server-Sent Events)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    timeline_minutes: float = Field(default=5.0, gt=0.0)
+
+
 class AgentConfig(_Section):
     """Root of the configuration: load it with :func:`agent.config.load_config`."""
 
@@ -76,6 +120,9 @@ class AgentConfig(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     sink: Literal["mqtt", "stdout"] = "mqtt"
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
