@@ -62,7 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=None)
     parser.add_argument("--max-frames", type=int, default=None)
-    parser.add_argument("--model", type=Path, default=None, help="emotion/gender .tflite (default: installed)")
+    parser.add_argument("--model", type=Path, default=None, help="emotion/gender .tflite")
     parser.add_argument("--alpha", type=float, default=None, help="override tracking.ema_alpha")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
