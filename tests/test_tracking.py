@@ -1,0 +1,171 @@
+"""Tracking: stable ids, one new/end per person, smoothing that reduces label flips.
+
+A made-up scene with known ground truth (two faces crossing, noisy classifier, a missed detection
+at the crossing) and real dataset clips through the real detector and classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import jsonschema
+import pytest
+
+from agent.classifier import FaceAttributes
+from agent.config import AgentConfig
+from agent.config.settings import TrackingConfig
+from agent.events import FaceResult, schema_path
+from agent.sources.base import Frame
+from agent.tracking.hook import TrackingHook
+from agent.tracking.replay import RecordingPublisher, replay
+from agent.tracking.tracker import FaceTracker
+from tests.agent_support import clip, model_path  # noqa: F401
+
+EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+TRACK_SCHEMA = json.loads((schema_path().parent / "track_event.schema.json").read_text())
+FRAME_SCHEMA = json.loads(schema_path().read_text())
+
+
+def noisy_attributes(rng: random.Random, emotion: str, gender: str) -> FaceAttributes:
+    """A classifier that is right on average but wrong in about a third of the frames."""
+    probs = {e: rng.uniform(0.0, 0.3) for e in EMOTIONS}
+    probs[emotion] += 0.12
+    total = sum(probs.values())
+    probs = {e: p / total for e, p in probs.items()}
+    label = max(probs, key=probs.__getitem__)
+    g_score = rng.uniform(0.45, 0.9)
+    g_label = gender if g_score >= 0.5 else ("male" if gender == "female" else "female")
+    return FaceAttributes(
+        emotion=label,
+        emotion_score=probs[label],
+        emotion_probs=probs,
+        gender=g_label,
+        gender_score=max(g_score, 1 - g_score),
+    )
+
+
+def crossing_scene(n: int = 60, seed: int = 7):
+    """Two 80 px faces crossing horizontally (A left->right happy, B right->left sad), 15 fps.
+
+    At the crossing B is hidden behind A for 3 frames (the detector sees only A). Yields
+    ``(ts, faces, truth)`` where ``truth`` names the person behind each face.
+    """
+    rng = random.Random(seed)
+    for i in range(n):
+        ts = 1_800_000_000.0 + i / 15
+        ax, bx = 40 + 10 * i, 640 - 10 * i
+        faces, truth = [], []
+        a = noisy_attributes(rng, "happy", "male")
+        faces.append(FaceResult(box=(ax, 100, 80, 80), score=0.9, attributes=a))
+        truth.append("A")
+        if not 28 <= i <= 30:
+            b = noisy_attributes(rng, "sad", "female")
+            faces.append(FaceResult(box=(bx, 120, 80, 80), score=0.8, attributes=b))
+            truth.append("B")
+        order = list(range(len(faces)))
+        rng.shuffle(order)  # detector output order means nothing
+        yield ts, [faces[k] for k in order], [truth[k] for k in order]
+
+
+def run_scene(config: TrackingConfig):
+    pub = RecordingPublisher()
+    hook = TrackingHook(config, pub, device_id="dev", boot_id="00000000-0000-4000-8000-000000000000")
+    ids: dict[str, set[int]] = {"A": set(), "B": set()}
+    for i, (ts, faces, truth) in enumerate(crossing_scene()):
+        out = hook(Frame(index=i, timestamp=ts, image=None), faces)
+        assert len(out) == len(faces)
+        by_box = {f.box: f for f in out}
+        for face, who in zip(faces, truth, strict=True):
+            ids[who].add(by_box[face.box].track_id)
+    tracks = {t.id: t for t in hook.tracker.tracks}
+    hook.close()
+    return pub, ids, tracks
+
+
+def test_two_faces_crossing_keep_their_ids_and_get_one_new_and_one_end_each():
+    pub, ids, _tracks = run_scene(TrackingConfig())
+    assert len(ids["A"]) == 1 and len(ids["B"]) == 1, ids
+    assert ids["A"] != ids["B"]
+    events = pub.on("events")
+    for event in events:
+        jsonschema.validate(event, TRACK_SCHEMA)
+    kinds = Counter((e["type"], e["track"]["id"]) for e in events)
+    for who in "AB":
+        (tid,) = ids[who]
+        assert kinds[("new", tid)] == 1 and kinds[("end", tid)] == 1
+    ends = {e["track"]["id"]: e["track"] for e in events if e["type"] == "end"}
+    (a,) = ids["A"]
+    (b,) = ids["B"]
+    assert ends[a]["emotion"]["dominant"] == "happy" and ends[a]["gender"]["label"] == "male"
+    assert ends[b]["emotion"]["dominant"] == "sad" and ends[b]["gender"]["label"] == "female"
+    assert ends[a]["frames"] == 60 and ends[b]["frames"] == 57
+    assert sum(ends[a]["emotion"]["share"].values()) == pytest.approx(1.0, abs=1e-3)
+    # updates: only on label changes / every few seconds, never per frame (60 frames = 4 s here)
+    assert sum(1 for e in events if e["type"] == "update") <= 6
+    presence = pub.on("presence")
+    assert presence[-1]["faces"] == 0
+    assert max(p["faces"] for p in presence) == 2
+    (summary,) = pub.on("summary")
+    assert summary["people"] == 2 and summary["gender"] == {"male": 1, "female": 1}
+
+
+def test_smoothing_reduces_label_flips_per_track():
+    _pub, _ids, tracks = run_scene(TrackingConfig())
+    raw = sum(t.raw_flips for t in tracks.values())
+    smooth = sum(t.smoothed_flips for t in tracks.values())
+    assert raw >= 20, "the scene must be noisy enough to show anything"
+    assert smooth * 4 <= raw, (raw, smooth)
+    _pub, _ids, unsmoothed = run_scene(TrackingConfig(ema_alpha=1.0))
+    assert sum(t.smoothed_flips for t in unsmoothed.values()) == raw  # alpha 1 = the raw labels
+
+
+def test_a_track_ends_after_max_missed_frames_and_one_frame_blips_never_start():
+    tracker = FaceTracker(max_missed=3, min_hits=2)
+    rng = random.Random(1)
+    face = FaceResult(box=(10, 10, 50, 50), score=0.9, attributes=noisy_attributes(rng, "happy", "male"))
+    blip = FaceResult(box=(400, 10, 50, 50), score=0.6, attributes=noisy_attributes(rng, "sad", "male"))
+    assert tracker.update(0.0, [face, blip]).started == []
+    step = tracker.update(0.1, [face])
+    assert [t.id for t in step.started] == [1]
+    ended_at = None
+    for i in range(2, 8):
+        step = tracker.update(0.1 * i, [])
+        if step.ended:
+            ended_at = i
+            assert [t.id for t in step.ended] == [1]
+    assert ended_at == 5  # missed frames 2, 3, 4 are tolerated; the 4th miss ends it
+    assert tracker.tracks == []
+
+
+@pytest.mark.slow
+def test_real_clip_tracks_are_stable_and_cut_message_volume(tmp_path, model_path):  # noqa: F811
+    from agent.app import build_classifier, build_detector
+
+    config = AgentConfig(device_id="clip-test", model={"path": model_path})
+    components = (build_detector(config), build_classifier(config))
+    result = replay(
+        clip("news_interview_portrait"), config, components=components, state_dir=tmp_path, max_frames=240
+    )
+    pub = result.publisher
+    frames = pub.on("frames")
+    assert len(frames) >= 200
+    for event in frames[:20] + frames[-20:]:
+        jsonschema.validate(event, FRAME_SCHEMA)
+    faces = [f for e in frames for f in e["faces"]]
+    assert all("track_id" in f and "smoothed" in f["emotion"] for f in faces)
+    # one presenter on screen: one confirmed track carries (nearly) every face
+    per_track = Counter(f["track_id"] for f in faces)
+    top_id, top_n = per_track.most_common(1)[0]
+    assert top_n >= 0.95 * len(frames), per_track
+    events = pub.on("events")
+    for event in events:
+        jsonschema.validate(event, TRACK_SCHEMA)
+    news = Counter(e["track"]["id"] for e in events if e["type"] == "new")
+    ends = Counter(e["track"]["id"] for e in events if e["type"] == "end")
+    assert news == ends and set(news.values()) == {1}
+    assert top_id in news
+    assert len(events) + len(pub.on("presence")) <= len(frames) / 10
+    for track in result.confirmed():
+        assert track.smoothed_flips <= track.raw_flips
