@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ class MqttPublisher:
         self._rejected = 0
         self._qos0_published = 0
         self._qos0_dropped = 0
+        self._subscriptions: dict[str, tuple[Callable[[str, bytes], None], int]] = {}
 
     # -- Publisher API -------------------------------------------------------------------------
 
@@ -146,15 +147,28 @@ class MqttPublisher:
 
         QoS 1: durable once this returns. QoS 0: sent now if connected, else dropped and counted.
         """
+        if any(c in subtopic for c in "#+\x00"):
+            raise ValueError(f"invalid subtopic {subtopic!r}")
+        self.publish_topic(self._cfg.topic(self._device_id, subtopic), payload, qos=qos, retain=retain)
+
+    def publish_topic(
+        self,
+        topic: str,
+        payload: Mapping[str, Any] | str,
+        *,
+        qos: int | None = None,
+        retain: bool = False,
+    ) -> None:
+        """Like :meth:`publish`, to a full topic outside ``<prefix>/<device_id>/`` (with the same
+        guarantees): Home Assistant discovery lives under ``homeassistant/...``."""
         buffer = self._buffer
         if buffer is None or self._closed:
             raise RuntimeError("MqttPublisher is not started (or already closed)")
-        if any(c in subtopic for c in "#+\x00"):
-            raise ValueError(f"invalid subtopic {subtopic!r}")
+        if not topic or any(c in topic for c in "#+\x00"):
+            raise ValueError(f"invalid topic {topic!r}")
         level = self._cfg.qos if qos is None else qos
         if level not in (0, 1):
             raise ValueError(f"qos must be 0 or 1, got {level}")
-        topic = self._cfg.topic(self._device_id, subtopic)
         data = encode_payload(payload)
         if level == 0:
             self._publish_qos0(topic, data, retain)
@@ -225,6 +239,15 @@ class MqttPublisher:
 
     # -- extras ----------------------------------------------------------------------------------
 
+    def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
+        """Call ``callback(topic, payload)`` (on paho's thread: keep it short) for messages on
+        ``topic`` (a filter); re-subscribed on every reconnect. E.g. Home Assistant's birth message."""
+        with self._lock:
+            self._subscriptions[topic] = (callback, qos)
+        client = self._client
+        if client is not None and self.is_connected():
+            client.subscribe(topic, qos)
+
     @property
     def status_topic(self) -> str:
         """``<prefix>/<device_id>/status``."""
@@ -277,6 +300,7 @@ class MqttPublisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _publish_qos0(self, topic: str, data: bytes, retain: bool) -> None:
@@ -322,6 +346,21 @@ class MqttPublisher:
         self._online_mid = info.mid
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             logger.debug("publishing 'online' returned %s", info.rc)
+        with self._lock:
+            subscriptions = [(t, q) for t, (_cb, q) in self._subscriptions.items()]
+        if subscriptions:
+            client.subscribe(subscriptions)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            callbacks = [
+                cb for t, (cb, _q) in self._subscriptions.items() if mqtt.topic_matches_sub(t, message.topic)
+            ]
+        for callback in callbacks:
+            try:
+                callback(message.topic, bytes(message.payload))
+            except Exception:  # a subscriber's bug must not kill paho's network thread
+                logger.exception("subscription callback for %s failed", message.topic)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if not self._outage_logged:
