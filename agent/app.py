@@ -133,10 +133,14 @@ def run_agent(
         from agent.stats import StatsReporter
 
         pipeline.hooks.on_frame.append(StatsReporter(pipeline, pub, config.events.stats_interval_s))
+    from agent.extensions import attach_extensions
+
+    extensions = attach_extensions(config, pipeline, pub)
     notifier = SystemdNotifier()
     if notifier.enabled:
         pipeline.hooks.heartbeat.append(notifier.heartbeat)
     pub.start()
+    extensions.start()
     notifier.ready()
     try:
         with stop_on_signals(pipeline.stop):
@@ -144,4 +148,5 @@ def run_agent(
     finally:
         notifier.stopping()
         parts.source.close()
+        extensions.close()
         pub.close(timeout=CLOSE_TIMEOUT_S)
