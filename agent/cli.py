@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
     check = csub.add_parser("check", help="validate FILE and print the effective config (secrets masked)")
     check.add_argument("file", type=Path)
+    from agent.cli_extensions import add_extension_commands
+
+    add_extension_commands(sub, common=_common, mqtt=_mqtt, parser_class=_Parser)
     return parser
 
 
@@ -186,7 +189,7 @@ COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "bench": _cmd_bench, "config": _
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS.get(args.command, getattr(args, "handler", None))(args)  # type: ignore[misc]
     except ConfigError as exc:
         sys.stderr.write(f"facecast: error: {exc}\n")
         return EXIT_USAGE
