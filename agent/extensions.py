@@ -44,6 +44,7 @@ def attach_extensions(config: AgentConfig, pipeline: Pipeline, publisher: Publis
         )
         # First, so any caller-supplied on_faces hook already sees track ids and smoothed labels.
         pipeline.hooks.on_faces.insert(0, ext.tracking)
+        pipeline.hooks.on_frame.insert(0, ext.tracking.publish)
     if config.homeassistant.enabled:
         if isinstance(publisher, TopicClient):
             version = model_names(pipeline).get("model_version")

@@ -75,6 +75,7 @@ def run_scene(config: TrackingConfig):
     ids: dict[str, set[int]] = {"A": set(), "B": set()}
     for i, (ts, faces, truth) in enumerate(crossing_scene()):
         out = hook(Frame(index=i, timestamp=ts, image=None), faces)
+        hook.publish()
         assert len(out) == len(faces)
         by_box = {f.box: f for f in out}
         for face, who in zip(faces, truth, strict=True):

@@ -1,7 +1,8 @@
-"""The tracking layer as one ``on_faces`` hook: tracker, per-track events, presence, summaries.
+"""The tracking layer as two hooks: tracker (``on_faces``), then its messages (``on_frame``).
 
-Attached by :func:`agent.extensions.attach_extensions`; the frame loop only sees a function that
-takes a frame's faces and returns them annotated with ``track_id`` and smoothed labels.
+Attached by :func:`agent.extensions.attach_extensions`. The frame loop only sees a function that
+annotates a frame's faces with ``track_id`` and smoothed labels, and one that runs after the frame
+event went out, so a subscriber sees the raw frame before anything derived from it.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import time
 from agent.comms.base import Publisher
 from agent.config.settings import TrackingConfig
 from agent.events import FaceResult
+from agent.pipeline import FrameResult
 from agent.sources.base import Frame
 from agent.tracking.presence import PresencePublisher
 from agent.tracking.summary import MinuteSummary
 from agent.tracking.track_events import TrackEventPublisher
-from agent.tracking.tracker import FaceTracker
+from agent.tracking.tracker import FaceTracker, TrackerStep
 
 log = logging.getLogger(__name__)
 
 
 class TrackingHook:
-    """``on_faces`` hook; call :meth:`close` once the loop has ended (ends the open tracks)."""
+    """``self`` as ``on_faces``, :meth:`publish` as ``on_frame``; :meth:`close` after the loop."""
 
     def __init__(self, config: TrackingConfig, publisher: Publisher, *, device_id: str, boot_id: str) -> None:
         self.tracker = FaceTracker(
@@ -52,22 +54,33 @@ class TrackingHook:
             else None
         )
         self._last_ts = time.time()
+        self._pending: tuple[float, TrackerStep] | None = None
         self._closed = False
 
     def __call__(self, frame: Frame, faces: list[FaceResult]) -> list[FaceResult]:
+        """``on_faces``: annotate; the messages wait for :meth:`publish` (after the frame event)."""
         step = self.tracker.update(frame.timestamp, faces)
+        self._pending = (frame.timestamp, step)
         self._last_ts = frame.timestamp
-        self.events.step(frame.timestamp, step)
-        self.presence.update(frame.timestamp, step.active)
-        if self.summary is not None:
-            self.summary.observe(frame.timestamp, step)
         return step.faces
+
+    def publish(self, _result: FrameResult | None = None) -> None:
+        """``on_frame``: the per-track messages of the frame just published (derived after raw)."""
+        if self._pending is None:
+            return
+        ts, step = self._pending
+        self._pending = None
+        self.events.step(ts, step)
+        self.presence.update(ts, step.active)
+        if self.summary is not None:
+            self.summary.observe(ts, step)
 
     def close(self) -> None:
         """End open tracks (``end`` events), clear presence, publish the partial summary window."""
         if self._closed:
             return
         self._closed = True
+        self.publish()
         ts = max(self._last_ts, max((t.last_ts for t in self.tracker.tracks), default=0.0))
         for track in self.tracker.finish():
             self.events.end(track, ts)

@@ -141,7 +141,7 @@ def replay(
         publisher,
         seq,
         PipelineOptions(device_id=config.device_id, max_width=config.source.max_width, prefetch=0),
-        PipelineHooks(on_faces=[hook, remember]),
+        PipelineHooks(on_faces=[hook, remember], on_frame=[hook.publish]),
     )
     stats = pipeline.run()
     hook.close()

@@ -1,0 +1,69 @@
+"""The dashboard's MQTT side: one paho client subscribed to every device's state topics.
+
+Uses the agent's ``mqtt`` config section (host, port, credentials, TLS, topic prefix), so the
+dashboard reaches the same broker the agents publish to with the same file.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.config.mqtt import MqttConfig
+from agent.dashboard.state import KINDS, DashboardState
+
+log = logging.getLogger(__name__)
+
+
+class DashboardSubscriber:
+    def __init__(self, config: MqttConfig, state: DashboardState) -> None:
+        self._cfg = config
+        self._state = state
+        self._prefix = config.topic_prefix
+        client_id = f"facecast-dashboard-{uuid.uuid4().hex[:8]}"
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        password = config.resolve_password()
+        if config.username is not None or password is not None:
+            client.username_pw_set(config.username, password.get_secret_value() if password else None)
+        if config.tls.enabled:
+            client.tls_set(
+                ca_certs=str(config.tls.ca_certs) if config.tls.ca_certs else None,
+                certfile=str(config.tls.certfile) if config.tls.certfile else None,
+                keyfile=str(config.tls.keyfile) if config.tls.keyfile else None,
+            )
+            if config.tls.insecure:
+                client.tls_insecure_set(True)
+        client.reconnect_delay_set(1, 5)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+
+    def start(self) -> None:
+        self._client.connect_async(self._cfg.host, self._cfg.port, keepalive=30)
+        self._client.loop_start()
+        log.info("dashboard subscribing to %s/+/... on %s:%d", self._prefix, self._cfg.host, self._cfg.port)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the dashboard: %s", reason)
+            return
+        client.subscribe([(f"{self._prefix}/+/{kind}", 1) for kind in KINDS])
+        self._state.set_broker(True)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        log.info("dashboard lost the broker (%s); reconnecting", reason)
+        self._state.set_broker(False)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic[len(self._prefix) + 1 :].split("/")
+        if len(parts) == 2:
+            self._state.update(parts[0], parts[1], bytes(msg.payload))
