@@ -72,7 +72,8 @@ function renderStats(d) {
   if (!s) return;
   el(".fps", d.el).textContent = (s.fps_processed ?? s.fps ?? 0).toFixed(1);
   const lat = s.latency_ms || {};
-  const total = ["decode", "resize", "detect", "classify"]
+  // processing time per frame; "decode" is left out: on a paced camera it is mostly waiting
+  const total = ["resize", "detect", "classify"]
     .map((k) => (lat[k] ? lat[k].median : 0)).reduce((a, b) => a + b, 0);
   el(".latency", d.el).textContent = total ? `${total.toFixed(1)} ms` : "–";
   el(".buffer", d.el).textContent = String(s.buffer_depth ?? "–");

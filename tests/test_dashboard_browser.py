@@ -1,0 +1,166 @@
+"""The dashboard in a real headless browser: Debian's chromium driven by playwright-core.
+
+Real broker, two real agents (demo source), the real ``facecast dashboard`` process, the real page:
+it connects, shows both agents online and a face's emotion and gender, then shows the agent we
+stop as offline. The screenshot stays in the test's temp dir (path printed with ``-s``).
+
+Needs ``tests/browser/ci-prepare.sh`` (chromium + playwright-core from the lockfile); skipped when
+that has not run, unless FACECAST_REQUIRE_BROWSER=1 (CI) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.agent_support import REPO, model_path  # noqa: F401
+from tests.brokers import Subscriber, mosquitto  # noqa: F401
+
+BROWSER_DIR = REPO / "tests" / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LIVE, STOPPING = "cam-lobby", "cam-door"
+
+
+def browser_ready() -> None:
+    missing = [
+        what
+        for what, ok in (
+            ("chromium", Path(CHROMIUM).exists()),
+            ("node", shutil.which("node") is not None),
+            ("playwright-core", (BROWSER_DIR / "node_modules" / "playwright-core").is_dir()),
+        )
+        if not ok
+    ]
+    if missing:
+        message = f"browser test needs {', '.join(missing)}: run tests/browser/ci-prepare.sh"
+        if os.environ.get("FACECAST_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACECAST_")}
+    env.update(extra)
+    return env
+
+
+class Lines:
+    """Reads a child's stdout lines in a thread, so waiting for one never blocks forever."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._cv = threading.Condition()
+        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._cv:
+                self.lines.append(line.rstrip("\n"))
+                self._cv.notify_all()
+
+    def wait(self, predicate, timeout: float) -> str | None:
+        with self._cv:
+            ok = self._cv.wait_for(lambda: any(predicate(x) for x in self.lines), timeout)
+            return next((x for x in self.lines if predicate(x)), None) if ok else None
+
+
+def start_agent(device: str, port: int, model: Path, state: Path) -> subprocess.Popen[str]:
+    env = clean_env(
+        FACECAST_SOURCE__DEMO_FPS="6",
+        FACECAST_SOURCE__DEMO_FRAMES="100000",
+        FACECAST_EVENTS__STATS_INTERVAL_S="1",
+    )
+    cmd = [sys.executable, "-m", "agent.cli", "run", "--source", "demo", "--device-id", device]
+    cmd += ["--model", str(model), "--state-dir", str(state), "--mqtt-port", str(port)]
+    return subprocess.Popen(
+        cmd, cwd=str(REPO), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.slow
+def test_dashboard_shows_agents_faces_and_offline_in_a_real_browser(mosquitto, tmp_path, model_path):  # noqa: F811
+    browser_ready()
+    port = mosquitto.port
+    dash = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "dashboard", "--mqtt-port", str(port), "--port", "0"],
+        cwd=str(REPO), env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    agents: list[subprocess.Popen[str]] = []
+    node = None
+    try:
+        url_line = Lines(dash).wait(lambda x: x.startswith("facecast dashboard: http"), 30)
+        assert url_line, dash.stderr.read() if dash.poll() is not None else "no URL line"
+        url = url_line.split(": ", 1)[1]
+        assert url.startswith("http://127.0.0.1:")  # local only by default
+
+        presence = Subscriber(port, [f"facecast/{STOPPING}/presence"])
+        agents = [start_agent(d, port, model_path, tmp_path / d) for d in (LIVE, STOPPING)]
+        shot = tmp_path / "dashboard.png"
+        node = subprocess.Popen(
+            ["node", str(BROWSER_DIR / "dashboard.mjs")],
+            cwd=str(BROWSER_DIR),
+            env=clean_env(
+                DASHBOARD_URL=url,
+                DEVICE_LIVE=LIVE,
+                DEVICE_STOPPING=STOPPING,
+                SCREENSHOT=str(shot),
+                USER_DATA_DIR=str(tmp_path / "chromium-profile"),
+                CHROMIUM=CHROMIUM,
+                STEP_TIMEOUT_MS="90000",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        steps = Lines(node)
+        ready_line = steps.wait(lambda x: '"step":"ready"' in x, 150)
+        assert ready_line, f"page never showed both agents and a face: {node.stderr.read()[-3000:]}"
+        ready = json.loads(ready_line)
+        # what the page shows is what the agent published
+        published = {
+            (t["emotion"]["label"], t["gender"]["label"])
+            for p in presence.payloads(f"facecast/{STOPPING}/presence")
+            for t in json.loads(p)["tracks"]
+        }
+        presence.close()
+        assert ready["emotion"] in {e for e, _ in published}, (ready, published)
+        assert ready["gender"].split()[0] in {g for _, g in published}
+
+        stop(agents[1])  # a clean stop: retained 'stopped'
+        assert agents[1].returncode == 0, agents[1].stderr.read()[-2000:]
+        done_line = steps.wait(lambda x: '"step":"done"' in x, 60)
+        assert node.wait(60) == 0, node.stderr.read()[-3000:]
+        assert done_line
+        done = json.loads(done_line)
+        assert done["statusText"] == "offline (stopped)"
+        assert done["liveStatus"] == "online"  # the other agent on the same broker is untouched
+        assert float(done["fps"]) > 0 and done["latency"].endswith("ms")
+        assert done["painted"] > 0  # the emotion timeline drew something
+        assert done["errors"] == []
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        print(f"dashboard screenshot: {shot}")
+    finally:
+        if node is not None and node.poll() is None:
+            node.kill()
+        for agent in agents:
+            stop(agent)
+        stop(dash)
