@@ -113,5 +113,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
 
 
 def payloads(stdout: str) -> list[dict[str, Any]]:
-    """The event payloads from ``--sink stdout`` JSON lines."""
-    return [json.loads(line)["payload"] for line in stdout.splitlines() if line.strip()]
+    """The frame-event payloads from ``--sink stdout`` JSON lines (other topics, e.g. the tracker's
+    ``events``/``presence``, are left out)."""
+    records = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return [r["payload"] for r in records if r["topic"].endswith("/frames")]
