@@ -66,6 +66,24 @@ def encode_payload(payload: Mapping[str, Any] | str) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def apply_credentials(client: mqtt.Client, cfg: MqttConfig) -> None:
+    """Username/password and TLS from ``cfg`` (shared with other clients, e.g. the dashboard's).
+
+    Raises ``OSError``/``ValueError`` for an unreadable password file or missing TLS files.
+    """
+    password = cfg.resolve_password()
+    if cfg.username is not None or password is not None:
+        client.username_pw_set(cfg.username, password.get_secret_value() if password else None)
+    if cfg.tls.enabled:
+        client.tls_set(
+            ca_certs=str(cfg.tls.ca_certs) if cfg.tls.ca_certs else None,
+            certfile=str(cfg.tls.certfile) if cfg.tls.certfile else None,
+            keyfile=str(cfg.tls.keyfile) if cfg.tls.keyfile else None,
+        )
+        if cfg.tls.insecure:
+            client.tls_insecure_set(True)
+
+
 class MqttPublisher:
     """The MQTT implementation of :class:`~agent.comms.base.Publisher` (see the module docstring)."""
 
@@ -281,17 +299,7 @@ class MqttPublisher:
             # Only when debugging: paho logs every broker restart as an ERROR, and our callbacks
             # already say what matters once per outage.
             client.enable_logger(paho_log)
-        password = cfg.resolve_password()
-        if cfg.username is not None or password is not None:
-            client.username_pw_set(cfg.username, password.get_secret_value() if password else None)
-        if cfg.tls.enabled:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_certs) if cfg.tls.ca_certs else None,
-                certfile=str(cfg.tls.certfile) if cfg.tls.certfile else None,
-                keyfile=str(cfg.tls.keyfile) if cfg.tls.keyfile else None,
-            )
-            if cfg.tls.insecure:
-                client.tls_insecure_set(True)
+        apply_credentials(client, cfg)
         client.will_set(self._status_topic, STATUS_OFFLINE, qos=1, retain=True)
         client.max_inflight_messages_set(self._window + _STATUS_SLACK)
         client.max_queued_messages_set(0)
