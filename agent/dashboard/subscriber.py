@@ -13,6 +13,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.comms.mqtt import apply_credentials
 from agent.config.mqtt import MqttConfig
 from agent.dashboard.state import KINDS, DashboardState
 
@@ -26,17 +27,7 @@ class DashboardSubscriber:
         self._prefix = config.topic_prefix
         client_id = f"facecast-dashboard-{uuid.uuid4().hex[:8]}"
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        password = config.resolve_password()
-        if config.username is not None or password is not None:
-            client.username_pw_set(config.username, password.get_secret_value() if password else None)
-        if config.tls.enabled:
-            client.tls_set(
-                ca_certs=str(config.tls.ca_certs) if config.tls.ca_certs else None,
-                certfile=str(config.tls.certfile) if config.tls.certfile else None,
-                keyfile=str(config.tls.keyfile) if config.tls.keyfile else None,
-            )
-            if config.tls.insecure:
-                client.tls_insecure_set(True)
+        apply_credentials(client, config)
         client.reconnect_delay_set(1, 5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
