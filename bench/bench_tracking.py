@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,7 +29,9 @@ from agent.tracking.replay import replay  # noqa: E402
 CLIPS = ("short_hamilton_clip", "facenet_pytorch_video", "news_interview_portrait")
 
 
-def bench_clip(path: Path, config: AgentConfig, components: tuple[object, object], max_frames: int | None):
+def bench_clip(
+    path: Path, config: AgentConfig, components: tuple[object, object], max_frames: int | None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as state:
         result = replay(path, config, components=components, state_dir=Path(state), max_frames=max_frames)
     pub = result.publisher

@@ -86,6 +86,11 @@ def start_agent(device: str, port: int, model: Path, state: Path) -> subprocess.
     )
 
 
+def err(proc: subprocess.Popen[str]) -> str:
+    """The tail of a child's stderr, for an assertion message."""
+    return proc.stderr.read()[-3000:] if proc.stderr is not None else ""
+
+
 def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -108,7 +113,7 @@ def test_dashboard_shows_agents_faces_and_offline_in_a_real_browser(mosquitto, t
     node = None
     try:
         url_line = Lines(dash).wait(lambda x: x.startswith("facecast dashboard: http"), 30)
-        assert url_line, dash.stderr.read() if dash.poll() is not None else "no URL line"
+        assert url_line, err(dash) if dash.poll() is not None else "no URL line"
         url = url_line.split(": ", 1)[1]
         assert url.startswith("http://127.0.0.1:")  # local only by default
 
@@ -133,7 +138,7 @@ def test_dashboard_shows_agents_faces_and_offline_in_a_real_browser(mosquitto, t
         )
         steps = Lines(node)
         ready_line = steps.wait(lambda x: '"step":"ready"' in x, 150)
-        assert ready_line, f"page never showed both agents and a face: {node.stderr.read()[-3000:]}"
+        assert ready_line, f"page never showed both agents and a face: {err(node)}"
         ready = json.loads(ready_line)
         # what the page shows is what the agent published
         published = {
@@ -146,9 +151,9 @@ def test_dashboard_shows_agents_faces_and_offline_in_a_real_browser(mosquitto, t
         assert ready["gender"].split()[0] in {g for _, g in published}
 
         stop(agents[1])  # a clean stop: retained 'stopped'
-        assert agents[1].returncode == 0, agents[1].stderr.read()[-2000:]
+        assert agents[1].returncode == 0, err(agents[1])
         done_line = steps.wait(lambda x: '"step":"done"' in x, 60)
-        assert node.wait(60) == 0, node.stderr.read()[-3000:]
+        assert node.wait(60) == 0, err(node)
         assert done_line
         done = json.loads(done_line)
         assert done["statusText"] == "offline (stopped)"

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import jinja2
 import pytest
@@ -40,8 +41,12 @@ def render(template: str, value: str) -> str:
 
 
 def agent_config(port: int, tmp_path) -> AgentConfig:
-    return AgentConfig(
-        device_id=DEVICE, state_dir=tmp_path / "state", mqtt={"port": port, "reconnect_max_delay": 1}
+    return AgentConfig.model_validate(
+        {
+            "device_id": DEVICE,
+            "state_dir": tmp_path / "state",
+            "mqtt": {"port": port, "reconnect_max_delay": 1},
+        }
     )
 
 
@@ -55,10 +60,11 @@ def ha_birth_resends(ha: Subscriber, sub: Subscriber, before: int) -> bool:
     return False
 
 
-def check_discovery(topic: str, payload: dict) -> dict:
+def check_discovery(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Asserts the documented required keys; returns the components."""
     assert re.fullmatch(r"homeassistant/device/[a-zA-Z0-9_-]+/config", topic)
-    dev, origin, cmps = payload["dev"], payload["o"], payload["cmps"]
+    dev, origin = payload["dev"], payload["o"]
+    cmps: dict[str, Any] = payload["cmps"]
     assert dev["ids"] and dev["name"]
     assert origin["name"]
     assert cmps

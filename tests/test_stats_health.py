@@ -28,14 +28,15 @@ def test_system_health_reports_load_and_memory():
 
 def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):  # noqa: F811
     out = io.StringIO()
-    config = AgentConfig(
-        device_id="st",
-        state_dir=tmp_path,
-        sink="stdout",
-        source={"uri": "demo", "demo_frames": 30, "demo_fps": 30.0},
-        model={"path": model_path},
-        events={"stats_interval_s": 0.25},
-        homeassistant={"enabled": False},
+    config = AgentConfig.model_validate(
+        {
+            "device_id": "st",
+            "state_dir": tmp_path,
+            "sink": "stdout",
+            "source": {"uri": "demo", "demo_frames": 30, "demo_fps": 30.0},
+            "model": {"path": model_path},
+            "events": {"stats_interval_s": 0.25},
+        }
     )
     run_agent(config, stream=out)
     records = [json.loads(line) for line in out.getvalue().splitlines()]

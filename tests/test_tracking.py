@@ -79,7 +79,9 @@ def run_scene(config: TrackingConfig):
         assert len(out) == len(faces)
         by_box = {f.box: f for f in out}
         for face, who in zip(faces, truth, strict=True):
-            ids[who].add(by_box[face.box].track_id)
+            track_id = by_box[face.box].track_id
+            assert track_id is not None
+            ids[who].add(track_id)
     tracks = {t.id: t for t in hook.tracker.tracks}
     hook.close()
     return pub, ids, tracks
@@ -144,7 +146,7 @@ def test_a_track_ends_after_max_missed_frames_and_one_frame_blips_never_start():
 def test_real_clip_tracks_are_stable_and_cut_message_volume(tmp_path, model_path):  # noqa: F811
     from agent.app import build_classifier, build_detector
 
-    config = AgentConfig(device_id="clip-test", model={"path": model_path})
+    config = AgentConfig.model_validate({"device_id": "clip-test", "model": {"path": model_path}})
     components = (build_detector(config), build_classifier(config))
     result = replay(
         clip("news_interview_portrait"), config, components=components, state_dir=tmp_path, max_frames=240
