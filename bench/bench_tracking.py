@@ -98,6 +98,8 @@ def main() -> int:
             f"{r['smoothed_flip_rate']:9.3f} {r['frame_messages']:10d} {r['per_track_messages']:10d} "
             f"{k['new']:>4}/{k['update']}/{k['end']}"
         )
+    if rows and not any(r["raw_flips"] for r in rows):
+        print("note: the raw labels never changed within a track: is this the placeholder model?")
     return 0
 
 
