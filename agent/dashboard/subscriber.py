@@ -28,7 +28,7 @@ class DashboardSubscriber:
         client_id = f"facecast-dashboard-{uuid.uuid4().hex[:8]}"
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         apply_credentials(client, config)
-        client.reconnect_delay_set(1, 5)
+        client.reconnect_delay_set(1, 2)  # short: loop_stop() waits out a pending back-off
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
