@@ -26,6 +26,8 @@ from tests.agent_support import clip, model_path  # noqa: F401
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 TRACK_SCHEMA = json.loads((schema_path().parent / "track_event.schema.json").read_text())
 FRAME_SCHEMA = json.loads(schema_path().read_text())
+PRESENCE_SCHEMA = json.loads((schema_path().parent / "presence.schema.json").read_text())
+SUMMARY_SCHEMA = json.loads((schema_path().parent / "summary.schema.json").read_text())
 
 
 def noisy_attributes(rng: random.Random, emotion: str, gender: str) -> FaceAttributes:
@@ -108,9 +110,12 @@ def test_two_faces_crossing_keep_their_ids_and_get_one_new_and_one_end_each():
     # updates: only on label changes / every few seconds, never per frame (60 frames = 4 s here)
     assert sum(1 for e in events if e["type"] == "update") <= 6
     presence = pub.on("presence")
+    for doc in presence:
+        jsonschema.validate(doc, PRESENCE_SCHEMA)
     assert presence[-1]["faces"] == 0
     assert max(p["faces"] for p in presence) == 2
     (summary,) = pub.on("summary")
+    jsonschema.validate(summary, SUMMARY_SCHEMA)
     assert summary["people"] == 2 and summary["gender"] == {"male": 1, "female": 1}
 
 
