@@ -70,10 +70,10 @@ def square_crop_box(
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
-    x0 = int(round(max(0.0, cx - side / 2.0)))
-    y0 = int(round(max(0.0, cy - side / 2.0)))
-    x1 = int(round(min(float(frame_w), cx + side / 2.0)))
-    y1 = int(round(min(float(frame_h), cy + side / 2.0)))
+    x0 = round(max(0.0, cx - side / 2.0))
+    y0 = round(max(0.0, cy - side / 2.0))
+    x1 = round(min(float(frame_w), cx + side / 2.0))
+    y1 = round(min(float(frame_h), cy + side / 2.0))
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
