@@ -156,15 +156,10 @@ def target(model_path: Path) -> Iterator[Target]:  # noqa: F811
         local_cas.mkdir(parents=True, exist_ok=True)
         for ca in Path("/usr/local/share/ca-certificates").glob("*.crt"):
             shutil.copy(ca, local_cas / ca.name)
-        # /proc (python, and ansible's is_chroot fact), /dev (apt, pip), a persistent pip cache
-        # (wheels are downloaded once per CI cache, then only unpacked).
-        pip_cache = CACHE / "pip-arm64"
-        pip_cache.mkdir(parents=True, exist_ok=True)
-        (root / "root" / ".cache" / "pip").mkdir(parents=True, exist_ok=True)
+        # /proc (python, and ansible's is_chroot fact) and /dev (apt, pip), as on a booted device.
         for src, dst, opts in (
             ("proc", root / "proc", ["-t", "proc"]),
             ("/dev", root / "dev", ["--bind"]),
-            (str(pip_cache), root / "root" / ".cache" / "pip", ["--bind"]),
         ):
             subprocess.run(["mount", *opts, src, str(dst)], check=True)
             mounts.append(dst)
@@ -289,9 +284,10 @@ def test_agent_inside_the_root_emits_events_from_a_clip(target: Target) -> None:
     )
     target.times["agent_5_frames_s"] = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
-    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    events = [r for r in records if r["topic"].endswith("/frames")]  # the tracker adds its own topics
     assert len(events) == 5, proc.stdout
-    assert {e["topic"] for e in events} == {"facecast/pi-chroot/frames"}
+    assert {r["topic"].split("/")[1] for r in records} == {"pi-chroot"}
     faces = [f for e in events for f in e["payload"]["faces"]]
     assert faces, "no faces found in the clip inside the arm64 root"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import select
 import signal
 import socket
 import subprocess
@@ -35,6 +35,8 @@ pytestmark = pytest.mark.slow
 
 WATCHDOG_S = 3.0
 """WatchdogSec for the test: long enough for a starved 2-core CI box, short enough to watch a hang."""
+PACE_BYTES_S = 16384.0
+"""~25 events/s of stdout read while frames should flow: 1500 frames outlast the test."""
 
 
 @dataclass
@@ -60,26 +62,31 @@ class Harness:
         self._partial = b""
         self.seen = Observed()
 
-    def pump(self, seconds: float, *, drain: bool, until: str | None = None) -> bool:
+    def pump(self, seconds: float, *, drain: bool, until: str | None = None, paced: bool = True) -> bool:
         """Collect for ``seconds`` (or until ``until`` arrives). With ``drain=False`` stdout is left
-        unread, so the agent's pipe fills up and its frame loop blocks."""
+        unread, so the agent's pipe fills up and its frame loop blocks. ``paced`` reads stdout at
+        most ``PACE_BYTES_S``: back-pressure holds a fast machine to a steady frame rate, so the clip
+        lasts the whole test wherever it runs (a slower machine is simply slower)."""
         deadline = time.monotonic() + seconds
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.sock, selectors.EVENT_READ)
-            if drain:
-                sel.register(self.stdout, selectors.EVENT_READ)
-            while (left := deadline - time.monotonic()) > 0:
-                ready = {key.fileobj for key, _ in sel.select(timeout=min(left, 0.2))}
-                # The socket first: a datagram sent before a line was written is already queued.
-                self._read_socket()
-                if until is not None and self.seen.times(until):
-                    return True
-                if self.stdout in ready and not self._read_stdout():
-                    sel.unregister(self.stdout)
+        budget, last = 0.0, time.monotonic()
+        while (left := deadline - time.monotonic()) > 0:
+            now = time.monotonic()
+            budget, last = min(budget + PACE_BYTES_S * (now - last), 16384.0), now
+            want_stdout = drain and (not paced or budget >= 4096)
+            fds = [self.sock.fileno(), self.stdout.fileno()] if want_stdout else [self.sock.fileno()]
+            ready, _, _ = select.select(fds, [], [], min(left, 0.05 if drain else 0.2))
+            # The socket first: a datagram sent before a line was written is already queued.
+            self._read_socket()
+            if until is not None and self.seen.times(until):
+                return True
+            if self.stdout.fileno() in ready:
+                got = self._read_stdout(int(budget) if paced else 65536)
+                if got < 0:
                     drain = False
-                if self.proc.poll() is not None and not drain:
-                    self._read_socket()
-                    break
+                budget -= max(got, 0)
+            if self.proc.poll() is not None and not drain:
+                self._read_socket()
+                break
         return until is not None and bool(self.seen.times(until))
 
     def _read_socket(self) -> None:
@@ -90,18 +97,19 @@ class Harness:
                 return
             self.seen.messages.append((time.monotonic(), data.decode()))
 
-    def _read_stdout(self) -> bool:
+    def _read_stdout(self, limit: int) -> int:
+        """Read up to ``limit`` bytes; returns the count, or -1 at EOF."""
         try:
-            chunk = self.stdout.read(65536)
+            chunk = self.stdout.read(max(1, limit))
         except BlockingIOError:
-            return True
+            return 0
         if not chunk:
-            return False
+            return -1
         self._partial += chunk
         *complete, self._partial = self._partial.split(b"\n")
         now = time.monotonic()
         self.seen.lines.extend((now, json.loads(line)) for line in complete if line.strip())
-        return True
+        return len(chunk)
 
 
 @pytest.fixture
@@ -180,7 +188,9 @@ def test_ready_watchdog_hang_and_stopping(notify_dir: Path, model_path: Path) ->
 
             # 5. SIGTERM: STOPPING=1, then a clean exit.
             proc.send_signal(signal.SIGTERM)
-            assert h.pump(30, drain=True, until="STOPPING=1"), f"no STOPPING=1; {log_tail(notify_dir)}"
+            assert h.pump(30, drain=True, until="STOPPING=1", paced=False), (
+                f"no STOPPING=1; {log_tail(notify_dir)}"
+            )
             assert proc.wait(timeout=30) == 0, log_tail(notify_dir)
         finally:
             stop(proc)
@@ -196,7 +206,7 @@ def test_abstract_socket_ready_then_stopping_at_the_end_of_a_run(notify_dir: Pat
         )
         h = Harness(sock, proc)
         try:
-            h.pump(120, drain=True, until="STOPPING=1")
+            h.pump(120, drain=True, until="STOPPING=1", paced=False)
             assert proc.wait(timeout=30) == 0, log_tail(notify_dir)
             ready, stopping = h.seen.times("READY=1"), h.seen.times("STOPPING=1")
             assert ready and stopping, h.seen.messages
