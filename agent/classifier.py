@@ -6,8 +6,9 @@ one signature, one int8 NHWC ``[1, H, W, 1]`` input, outputs named ``emotion`` (
 runner because TFLite reorders list outputs on conversion.
 
 All faces of a frame go through one invoke when the runtime accepts a batch dimension (probed at
-load). Measured here (LiteRT 2.3, 1 thread, the 48x48 model): 0.354 ms/face batched vs 0.367 looped
-at 4 faces, equal at 1 face, so batching is the default; ``batch=False`` forces the loop.
+load). Measured here (LiteRT 2.3, 1 thread, 48x48 models, busy 2-core machine): first placeholder
+0.354 ms/face batched vs 0.367 looped at 4 faces; the mirror-averaging export 0.699 vs 0.701. Never
+slower, so batching is the default; ``batch=False`` forces the loop.
 """
 
 from __future__ import annotations
