@@ -82,8 +82,8 @@ int8 vs float drop (points): emotion {m['parity']['drop_points']['emotion_accura
 
 {_table(age_rows, ('age', 'accuracy', 'n'))}
 
-Confusion matrices: `plots/confusion_*.png` in the training run folder; training curves:
-`training_curves.png`.
+Confusion matrices: `figures/confusion_*.png` beside this card (also in the training run folder); training curves:
+`figures/training_curves.png`.
 
 ## Training
 Data: {tr['data']}. Epochs run: {tr['epochs_run']}, {tr['seconds']} s on 2 CPU cores; seed {tr['seed']}.
