@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
+import numpy as np
 import pytest
 
 from agent.errors import SourceError
@@ -129,3 +130,47 @@ def test_cli_run_notifies_systemd(notify_socket, model_path, tmp_path):
     messages = received(sock)
     assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
     assert "WATCHDOG=1" in messages
+
+
+def test_idle_ticks_stop_while_a_device_read_hangs():
+    """A camera read that never returns must starve the watchdog, not feed it with idle ticks."""
+    import threading
+
+    release = threading.Event()
+
+    class Hangs:
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            if self.n > 2:
+                release.wait(10)  # a driver stuck inside the read
+                return None
+            return np.zeros((8, 8, 3), dtype=np.uint8)
+
+        def release(self):
+            pass
+
+    source = LatestFrameSource("hung", Hangs, idle_tick=0.05, stall_after=0.3)
+    seen = []
+    start = time.monotonic()
+    it = iter(source)
+    stop_at = start + 1.2
+
+    def consume():
+        for frame in it:
+            seen.append((time.monotonic() - start, frame.idle))
+            if time.monotonic() > stop_at:
+                break
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    t.join(1.6)
+    stalled = source.stalled()
+    release.set()
+    source.close()
+    assert stalled
+    idle_times = [ts for ts, idle in seen if idle]
+    assert idle_times, "idle ticks must flow before the stall limit"
+    assert max(idle_times) < 0.3 + 0.2  # none after the read has hung past stall_after

@@ -68,6 +68,7 @@ class LatestFrameSource:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         idle_tick: float = 1.0,
+        stall_after: float = 20.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
@@ -75,6 +76,10 @@ class LatestFrameSource:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._idle_tick = idle_tick
+        # A read or open stuck longer than this is a hung device: idle ticks stop, so the systemd
+        # watchdog (WatchdogSec=30s in the unit) restarts the service instead of being fed forever.
+        self._stall_after = stall_after
+        self._in_call_since: float | None = None
         self._clock = clock
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -91,15 +96,20 @@ class LatestFrameSource:
         while not self._stop.is_set():
             if self._capture is None:
                 try:
+                    self._in_call_since = time.monotonic()
                     self._capture = self._opener()
+                    self._in_call_since = None
                     log.info("source %s reopened", self.name)
                     self._counts["reconnects"] += 1
                 except SourceError as exc:
+                    self._in_call_since = None
                     log.debug("reopen %s failed: %s; retry in %.1fs", self.name, exc, delay)
                     self._stop.wait(delay)
                     delay = min(delay * 2.0, self._backoff_max)
                     continue
+            self._in_call_since = time.monotonic()
             image = self._capture.read()
+            self._in_call_since = None
             if image is None:
                 self._counts["failures"] += 1
                 log.warning("source %s stopped delivering frames; reopening with backoff", self.name)
@@ -130,11 +140,18 @@ class LatestFrameSource:
                 if self._stop.is_set():
                     return
                 frame, self._pending = self._pending, None
+            if frame is None and self.stalled():
+                continue  # no heartbeat while the device call hangs (see stall_after)
             yield (
                 frame
                 if frame is not None
                 else Frame(index=-1, timestamp=self._clock(), image=None, idle=True)
             )
+
+    def stalled(self) -> bool:
+        """True while the grab thread has been inside one device call for over ``stall_after`` s."""
+        since = self._in_call_since
+        return since is not None and time.monotonic() - since > self._stall_after
 
     def close(self) -> None:
         self._stop.set()
