@@ -25,6 +25,7 @@ from agent.classifier import FaceClassifier
 from agent.comms.base import Publisher
 from agent.detectors.base import Detection, FaceDetector
 from agent.events import FaceResult, SeqAllocator, build_frame_event
+from agent.preprocess import to_gray
 from agent.sources.base import Frame, FrameSource
 from agent.timing import LatencyRecorder
 
@@ -67,7 +68,10 @@ class PipelineOptions:
     corrupt_log_every: int = 100
     prefetch: int = 2
     """Frames decoded ahead in a thread for file sources (decode overlaps inference; 0 = off).
-    Kept small: each queued 1080p frame is 6 MB of RSS."""
+    Kept small: each queued 1080p frame is 2 MB (grayscale, see ``keep_color``) of RSS."""
+    keep_color: bool = False
+    """Keep prefetched full-resolution frames in colour (for hooks that need colour pixels);
+    by default they are reduced to luma once the detector's colour copy is made."""
 
 
 @dataclass
@@ -126,8 +130,20 @@ class _Prefetcher:
 
     _END = object()
 
-    def __init__(self, frames: Iterator[Frame], depth: int, stop: threading.Event, max_width: int) -> None:
+    def __init__(
+        self,
+        frames: Iterator[Frame],
+        depth: int,
+        stop: threading.Event,
+        max_width: int,
+        *,
+        keep_color: bool = False,
+    ) -> None:
+        """Unless ``keep_color``, a frame that was downscaled for detection is queued with a
+        grayscale full-resolution image: the detector has its colour copy and the classifier reads
+        luma only, so each queued 1080p frame costs 2 MB instead of 6 (the agent's peak RSS)."""
         self._frames = frames
+        self._keep_color = keep_color
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = stop
         self._max_width = max_width
@@ -146,7 +162,10 @@ class _Prefetcher:
                 if valid_image(frame.image):
                     assert frame.image is not None
                     start = time.perf_counter()
-                    frame.extra["small"] = detection_image(frame.image, self._max_width)
+                    small = detection_image(frame.image, self._max_width)
+                    frame.extra["small"] = small
+                    if small[1] > 1.0 and not self._keep_color:
+                        frame.image = to_gray(frame.image)
                     frame.extra["resize_ms"] = (time.perf_counter() - start) * 1000.0
                 while not self._stop.is_set():
                     try:
@@ -245,7 +264,11 @@ class Pipeline:
     def _frames(self) -> Iterator[Frame]:
         if not self.source.live and self.options.prefetch > 0:
             self._prefetcher = _Prefetcher(
-                iter(self.source), self.options.prefetch, self._stop, self.options.max_width
+                iter(self.source),
+                self.options.prefetch,
+                self._stop,
+                self.options.max_width,
+                keep_color=self.options.keep_color,
             )
             return iter(self._prefetcher)
         return iter(self.source)

@@ -46,6 +46,22 @@ def find_interpreter_class(
     raise RuntimeMissingError(INSTALL_HINT)
 
 
+def check_tflite_file(model_path: Path) -> None:
+    """Cheap start-up check of a model that is loaded later: present and a TFLite flatbuffer
+    (file identifier ``TFL3`` at byte 4), so a wrong file fails at start, not mid-stream."""
+    try:
+        with model_path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ModelError(
+            f"model file not found: {model_path}"
+            if isinstance(exc, FileNotFoundError)
+            else f"cannot read model {model_path}: {exc.strerror or exc}"
+        ) from None
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise ModelError(f"cannot load model {model_path}: not a TFLite model file")
+
+
 def load_interpreter(
     model_path: Path,
     *,

@@ -187,3 +187,23 @@ def test_wrong_model_file_for_detector(tmp_path):
     bogus.write_bytes(b"nope" * 10)
     with pytest.raises(DetectorError):
         create_detector("blazeface", range="short", model_path=bogus)
+
+
+def test_auto_loads_the_full_range_model_only_when_short_range_finds_nothing():
+    auto = BlazeFaceDetector(BlazeFaceOptions(range="auto"))
+    assert len(auto._models) == 1  # a scene of near faces never pays for the second model
+    assert auto.detect(astronaut_bgr())
+    assert len(auto._models) == 1
+    street = read_frames("facenet_pytorch_video", [40], max_width=640)[0]
+    assert auto.detect(street)
+    assert len(auto._models) == 2
+
+
+def test_auto_checks_the_full_range_file_at_start(tmp_path):
+    bogus = tmp_path / "full.tflite"
+    bogus.write_bytes(b"\x00" * 64)
+    with pytest.raises(DetectorError, match="not a TFLite model") as err:
+        BlazeFaceDetector(BlazeFaceOptions(range="auto", full_range_model_path=bogus))
+    assert "\n" not in str(err.value)
+    with pytest.raises(DetectorError, match="not found"):
+        BlazeFaceDetector(BlazeFaceOptions(range="auto", full_range_model_path=tmp_path / "missing"))

@@ -241,3 +241,41 @@ def test_heartbeat_turns_on_frames_and_on_idle_ticks(stages, tmp_path):
     stats = pipeline.run()
     assert 1 <= stats.frames <= 2 and stats.corrupt == 0
     assert len(beats) >= stats.frames + 5  # idle ticks kept the loop (and a watchdog) alive
+
+
+def test_prefetched_big_frames_are_reduced_to_luma_with_identical_results(stages, tmp_path):
+    """A downscaled file frame is queued as grayscale (2 MB instead of 6 at 1080p): the classifier
+    reads luma anyway, so every published figure is the same as from the colour frame."""
+    big = np.zeros((1024, 2048, 3), np.uint8)
+    big[100:612, 900:1412] = astronaut_bgr()
+    seen: list[tuple[int, ...]] = []
+
+    def shape_of(result):
+        seen.append(result.frame.image.shape)
+
+    runs = {}
+    for keep_color in (False, True):
+        hooks = PipelineHooks()
+        hooks.on_frame.append(shape_of)
+        pipeline, out = make(
+            stages,
+            ListSource([big, big]),
+            tmp_path / str(keep_color),
+            max_width=640,
+            keep_color=keep_color,
+            hooks=hooks,
+        )
+        pipeline.run()
+        runs[keep_color] = [e["faces"] for e in events(out)]
+    assert seen[:2] == [(1024, 2048), (1024, 2048)]
+    assert seen[2:] == [(1024, 2048, 3), (1024, 2048, 3)]
+    assert runs[False] and runs[False] == runs[True]
+
+
+def test_small_frames_keep_their_colour(stages, tmp_path):
+    seen = []
+    hooks = PipelineHooks()
+    hooks.on_frame.append(lambda r: seen.append(r.frame.image.ndim))
+    pipeline, _ = make(stages, ListSource([astronaut_bgr()]), tmp_path, max_width=640, hooks=hooks)
+    pipeline.run()
+    assert seen == [3]  # 512 px wide: not downscaled, so there is no colour copy to rely on

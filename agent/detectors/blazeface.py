@@ -28,7 +28,7 @@ import numpy.typing as npt
 from agent.detectors.base import Detection
 from agent.detectors.nms import nms
 from agent.errors import DetectorError, ModelError
-from agent.runtime import load_interpreter
+from agent.runtime import check_tflite_file, load_interpreter
 
 log = logging.getLogger(__name__)
 
@@ -147,26 +147,51 @@ class BlazeFaceDetector:
         if options.range not in RANGES:
             raise DetectorError(f"detector.range must be one of {', '.join(RANGES)}, got {options.range!r}")
         self._models: list[BlazeFaceModel] = []
+        self._full_path: Path | None = None
         if options.range in ("short", "auto"):
             self._models.append(BlazeFaceModel(options.model_path or bundled_model_path(), options))
         if options.range in ("full", "auto"):
             full = options.full_range_model_path or bundled_model_path(FULL_RANGE_MODEL)
-            self._models.append(BlazeFaceModel(full, options))
+            if options.range == "full":
+                self._models.append(BlazeFaceModel(full, options))
+            else:
+                # Loaded on the first frame where short range finds nothing: a scene of near faces
+                # never pays its ~8 MB. The file is checked now, so a bad one still fails at start.
+                try:
+                    check_tflite_file(full)
+                except ModelError as exc:
+                    raise DetectorError(str(exc)) from None
+                self._full_path = full
         self._sticky_full = 0
+
+    def _short_range(self) -> BlazeFaceModel:
+        return self._models[0]
+
+    def _full_range(self) -> BlazeFaceModel:
+        if self._full_path is not None:
+            log.info("loading the full-range BlazeFace model (short range found no face)")
+            self._models.append(BlazeFaceModel(self._full_path, self.options))
+            self._full_path = None
+        return self._models[1]
 
     def detect(self, frame: npt.NDArray[np.uint8]) -> list[Detection]:
         # In ``auto`` mode a scene that needed the full-range model usually still needs it in the
         # next frames (same camera, same distance): start with it for a while, saving the
         # short-range pass, and retry short range first every ``STICKY_FRAMES`` frames.
-        models = self._models
-        if len(models) == 2 and self._sticky_full > 0:
+        two = len(self._models) == 2 or self._full_path is not None
+        if two and self._sticky_full > 0:
             self._sticky_full -= 1
-            models = [models[1], models[0]]
-        for model in models:
+            order = [self._full_range, self._short_range]
+        elif two:
+            order = [self._short_range, self._full_range]
+        else:
+            order = [self._short_range]
+        for get in order:
+            model = get()
             found = model.detect(frame)
             if found:
-                if len(self._models) == 2:
-                    self._sticky_full = STICKY_FRAMES if model is self._models[1] else 0
+                if two:
+                    self._sticky_full = STICKY_FRAMES if model is not self._models[0] else 0
                 return found
         return []
 
