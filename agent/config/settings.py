@@ -54,7 +54,9 @@ class ModelConfig(_Section):
     """The emotion/gender model. ``path`` None = the installed ``facecast_models`` package."""
 
     path: Path | None = None
-    num_threads: int = Field(default=1, ge=1, le=16)
+    num_threads: int = Field(default=2, ge=1, le=16)
+    """LiteRT threads for the classifier (capped at the CPU count). Two halve the per-face time on a
+    2-core machine (0.73 -> 0.42 ms per invoke here) for a few percent more CPU per frame."""
     batch: bool = True
     """Classify all faces of a frame in one invoke when the runtime allows it."""
 
