@@ -47,8 +47,7 @@ def build_detector(config: AgentConfig) -> FaceDetector:
 
 
 def build_classifier(config: AgentConfig) -> FaceClassifier:
-    threads = min(config.model.num_threads, os.cpu_count() or 1)
-    return load_classifier(config.model.path, num_threads=threads, batch=config.model.batch)
+    return load_classifier(config.model.path, num_threads=config.model.num_threads, batch=config.model.batch)
 
 
 def build_source(config: AgentConfig) -> FrameSource:

@@ -162,9 +162,9 @@ class _Prefetcher:
                 if valid_image(frame.image):
                     assert frame.image is not None
                     start = time.perf_counter()
-                    small = detection_image(frame.image, self._max_width)
-                    frame.extra["small"] = small
-                    if small[1] > 1.0 and not self._keep_color:
+                    small, factor = detection_image(frame.image, self._max_width)
+                    frame.extra["small"] = small, factor
+                    if factor > 1.0 and not self._keep_color:
                         frame.image = to_gray(frame.image)
                     frame.extra["resize_ms"] = (time.perf_counter() - start) * 1000.0
                 while not self._stop.is_set():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,12 @@ def load_interpreter(
     A file that is not a valid flatbuffer becomes a one-line ``ModelError`` instead of the
     runtime's multi-line ValueError.
     """
-    if not model_path.is_file():
-        raise ModelError(f"model file not found: {model_path}")
+    check_tflite_file(model_path)
     cls = find_interpreter_class(candidates)
+    # More threads than cores only adds contention (a config written for a Pi 4 on a Pi Zero).
+    threads = max(1, min(int(num_threads), os.cpu_count() or 1))
     try:
-        interpreter = cls(model_path=str(model_path), num_threads=max(1, int(num_threads)))
+        interpreter = cls(model_path=str(model_path), num_threads=threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -164,34 +164,28 @@ class BlazeFaceDetector:
                 self._full_path = full
         self._sticky_full = 0
 
-    def _short_range(self) -> BlazeFaceModel:
-        return self._models[0]
-
-    def _full_range(self) -> BlazeFaceModel:
-        if self._full_path is not None:
+    def _model(self, i: int) -> BlazeFaceModel:
+        """Model ``i`` (0 short range, 1 full range), loading a deferred full-range model on first use."""
+        if i == 1 and self._full_path is not None:
             log.info("loading the full-range BlazeFace model (short range found no face)")
             self._models.append(BlazeFaceModel(self._full_path, self.options))
             self._full_path = None
-        return self._models[1]
+        return self._models[i]
 
     def detect(self, frame: npt.NDArray[np.uint8]) -> list[Detection]:
         # In ``auto`` mode a scene that needed the full-range model usually still needs it in the
         # next frames (same camera, same distance): start with it for a while, saving the
         # short-range pass, and retry short range first every ``STICKY_FRAMES`` frames.
-        two = len(self._models) == 2 or self._full_path is not None
-        if two and self._sticky_full > 0:
+        auto = len(self._models) == 2 or self._full_path is not None
+        order = (0, 1) if auto else (0,)
+        if auto and self._sticky_full > 0:
             self._sticky_full -= 1
-            order = [self._full_range, self._short_range]
-        elif two:
-            order = [self._short_range, self._full_range]
-        else:
-            order = [self._short_range]
-        for get in order:
-            model = get()
-            found = model.detect(frame)
+            order = (1, 0)
+        for i in order:
+            found = self._model(i).detect(frame)
             if found:
-                if two:
-                    self._sticky_full = STICKY_FRAMES if model is not self._models[0] else 0
+                if auto:
+                    self._sticky_full = STICKY_FRAMES if i == 1 else 0
                 return found
         return []
 
