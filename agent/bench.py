@@ -10,8 +10,10 @@ import os
 import resource
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from agent.comms.stdout import StdoutPublisher
@@ -43,6 +45,51 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def rss_split_mb(status: Path = Path("/proc/self/status")) -> tuple[float, float, float] | None:
+    """``(total, anonymous, file-backed)`` resident MB now, or None off Linux.
+
+    The split matters for reading a peak: file-backed pages are shared libraries, and how many of
+    them count depends on the page cache (freshly installed libraries sit in large folios and
+    inflate RSS by 10-20 MB until evicted), while anonymous memory is the agent's own."""
+    try:
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        kib = [int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")]
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    return kib[0] / 1024, kib[1] / 1024, kib[2] / 1024
+
+
+class RssSampler:
+    """Samples the RSS split every ``interval`` seconds and keeps the sample at the highest total.
+
+    ``ru_maxrss`` gives the true peak but not its composition; the sampled peak can miss a short
+    spike, so both are reported."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak: tuple[float, float, float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            sample = rss_split_mb()
+            if sample is None:
+                return
+            if self.peak is None or sample[0] > self.peak[0]:
+                self.peak = sample
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+
+
 @dataclass
 class BenchResult:
     source: str
@@ -54,6 +101,10 @@ class BenchResult:
     classify_ms_per_face: float
     peak_rss_mb: float
     first_event_s: float | None
+    peak_rss_anon_mb: float | None
+    """Anonymous part of the highest sampled RSS (the agent's own memory); None off Linux."""
+    peak_rss_file_mb: float | None
+    """File-backed part (shared libraries and models; varies with the page cache)."""
     cpu_ms_per_frame: float
     """CPU time (all threads) per frame: comparable across runs even on a busy machine."""
     stages: dict[str, dict[str, float]]
@@ -94,8 +145,10 @@ def run_bench(config: AgentConfig, *, max_frames: int | None = None, sink: str =
     publisher.start()
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
+    sampler = RssSampler()
     try:
-        stats = pipeline.run()
+        with sampler:
+            stats = pipeline.run()
     finally:
         publisher.close(timeout=3.0)
         if devnull is not None:
@@ -114,6 +167,8 @@ def run_bench(config: AgentConfig, *, max_frames: int | None = None, sink: str =
         fps=stats.frames / seconds if seconds > 0 else 0.0,
         classify_ms_per_face=classify_per_face,
         peak_rss_mb=peak_rss_mb(),
+        peak_rss_anon_mb=sampler.peak[1] if sampler.peak else None,
+        peak_rss_file_mb=sampler.peak[2] if sampler.peak else None,
         first_event_s=(stats.first_event_at - started) if stats.first_event_at else None,
         cpu_ms_per_frame=cpu * 1000.0 / max(1, stats.frames),
         stages=pipeline.latency.summary(),
@@ -128,10 +183,14 @@ def format_result(r: BenchResult) -> str:
         if s:
             lines.append(f"{stage:<14} {s['median']:>10.3f} {s['p95']:>10.3f}")
     first = f"{r.first_event_s:.2f} s" if r.first_event_s is not None else "n/a (no event)"
+    split = ""
+    if r.peak_rss_anon_mb is not None and r.peak_rss_file_mb is not None:
+        anon, file_backed = r.peak_rss_anon_mb, r.peak_rss_file_mb
+        split = f" (at the sampled peak: {anon:.1f} anonymous + {file_backed:.1f} file-backed)"
     lines += [
         f"end-to-end     {r.fps:.1f} fps over {r.seconds:.2f} s ({r.cpu_ms_per_frame:.2f} CPU ms per frame)",
         f"classify       {r.classify_ms_per_face:.3f} ms per face (median)",
-        f"peak RSS       {r.peak_rss_mb:.1f} MB",
+        f"peak RSS       {r.peak_rss_mb:.1f} MB{split}",
         f"first event    {first} after process start",
     ]
     return "\n".join(lines)

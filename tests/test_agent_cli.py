@@ -206,6 +206,10 @@ def test_bench_reports_the_figures(model_path, tmp_path):
     assert result["frames"] == 60 and result["fps"] > 0
     assert {"decode", "detect", "classify", "publish"} <= set(result["stages"])
     assert result["peak_rss_mb"] > 20
+    # the sampled split is a real sample of this process: its parts fit under the true peak
+    anon, file_backed = result["peak_rss_anon_mb"], result["peak_rss_file_mb"]
+    assert anon > 10 and file_backed > 10
+    assert anon + file_backed <= result["peak_rss_mb"] + 0.5
     assert result["first_event_s"] is None or 0 < result["first_event_s"] < 30
     assert result["faces"] == 0 or result["classify_ms_per_face"] > 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 from agent.app import run_agent
 from agent.config import AgentConfig
@@ -49,3 +50,23 @@ def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):  # noq
     assert s["model_version"] == json.loads(model_path.with_suffix(".json").read_text())["version"]
     assert {"detect", "classify"} <= set(s["latency_ms"])
     assert "load" in s["system"] and "memory" in s["system"]
+
+
+def test_rss_split_reads_proc_status_and_tolerates_its_absence(tmp_path):
+    from agent.bench import RssSampler, rss_split_mb
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmRSS:\t  10240 kB\nRssAnon:\t  6144 kB\nRssFile:\t  4096 kB\n")
+    assert rss_split_mb(status) == (10.0, 6.0, 4.0)
+    status.write_text("Name:\tpython\nVmRSS:\t  10240 kB\n")  # no split (old kernel, other OS)
+    assert rss_split_mb(status) is None
+    assert rss_split_mb(tmp_path / "missing") is None
+
+    own = rss_split_mb()
+    if own is not None:  # Linux: this very process, and a sampler that sees memory grow
+        with RssSampler(interval=0.005) as sampler:
+            block = bytearray(64 * 1024 * 1024)
+            block[::4096] = b"x" * len(block[::4096])  # touch every page
+            time.sleep(0.1)
+        assert sampler.peak is not None and sampler.peak[1] >= own[1] + 60
+        del block
