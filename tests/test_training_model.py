@@ -83,6 +83,32 @@ def test_class_weights_favour_rare_classes() -> None:
     assert class_weights(labels, 2, 0.0).tolist() == pytest.approx([1.0, 1.0])
 
 
+def test_gender_balance_equalises_recall_and_lives_in_the_graph() -> None:
+    from training.export import balancing_offset, female_log_odds, sex_recall, with_gender_offset
+
+    rng = np.random.default_rng(3)
+    sex = np.array([0] * 600 + [1] * 400)
+    # a model biased toward "male": women's log-odds sit closer to the boundary
+    odds = np.where(sex == 0, rng.normal(-2.0, 1.0, sex.size), rng.normal(1.0, 1.0, sex.size))
+    odds = odds.astype(np.float32)
+    before = sex_recall(odds, sex, 0.0)
+    offset = balancing_offset(odds, sex)
+    after = sex_recall(odds, sex, offset)
+    assert before["male"] - before["female"] > 0.1
+    assert offset > 0 and abs(after["male"] - after["female"]) < 0.02
+    assert balancing_offset(np.zeros(0, np.float32), np.zeros(0, np.int64)) == 0.0
+
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(ModelSpec(architecture="vgg-xs"))
+    balanced = with_gender_offset(model, 0.7)
+    x = rng.random((5, 48, 48, 1), dtype=np.float32)
+    raw, out = model.predict(x, verbose=0), balanced.predict(x, verbose=0)
+    np.testing.assert_allclose(out["emotion"], raw["emotion"], atol=1e-6)
+    np.testing.assert_allclose(out["gender"].sum(1), 1.0, atol=1e-5)
+    shifted = female_log_odds(raw["gender"]) + 0.7
+    np.testing.assert_allclose(female_log_odds(out["gender"]), shifted, atol=1e-3)
+
+
 def test_augmenter_output_range_and_shape() -> None:
     aug = make_augmenter(FramingConfig(), AugmentConfig(), 48)
     imgs = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 1), dtype=np.uint8)
@@ -121,6 +147,9 @@ def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
     shipped = smoke_run / "shipped"
     model, card_path = shipped / "facecast_int8.tflite", shipped / "facecast_int8.json"
     assert model.is_file() and card_path.is_file() and (shipped / "MODEL_CARD.md").is_file()
+    # the figures the card points at travel with it
+    assert (shipped / "figures" / "training_curves.png").is_file()
+    assert (shipped / "figures" / "confusion_fer2013_test_emotion_int8.png").is_file()
     assert model.stat().st_size < 1024 * 1024
     card = json.loads(card_path.read_text())
     assert card["labels"] == {
@@ -132,6 +161,9 @@ def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
     assert 0.0 < card["crop"]["margin"] < 1.0
     for key in ("int8", "float", "parity", "latency_ms"):
         assert key in card["metrics"]
+    balance = card["training"]["gender_balance"]
+    before, after = balance["validation_recall_before"], balance["validation_recall_after"]
+    assert abs(after["male"] - after["female"]) <= abs(before["male"] - before["female"]) + 1e-9
 
     interp = Interpreter(model_path=str(model))
     sigs = interp.get_signature_list()

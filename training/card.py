@@ -33,6 +33,16 @@ def write_card_markdown(card: dict[str, Any], path: Path) -> None:
     race_rows = [(r, _pct(v["accuracy"]), str(v["n"])) for r, v in utk.get("per_race", {}).items()]
     age_rows = [(a, _pct(v["accuracy"]), str(v["n"])) for a, v in utk.get("per_age_group", {}).items()]
     notes = NOTES.read_text().strip() if NOTES.is_file() else ""
+    gb = tr.get("gender_balance") or {}
+    balance = ""
+    if gb:
+        before, after = gb["validation_recall_before"], gb["validation_recall_after"]
+        balance = (
+            f"\n- Gender balance: a log-odds offset of {gb['offset_log_odds']:+.2f} toward female is built into the"
+            f" graph, chosen on validation data to equalise the sexes' recall there (male / female"
+            f" {_pct(before['male'])} / {_pct(before['female'])} before, {_pct(after['male'])} /"
+            f" {_pct(after['female'])} after)."
+        )
     text = f"""# facecast model card — `{card['file']['name']}`
 
 One small CNN ({card['parameters']:,} parameters, `{card['architecture']['architecture']}`) with a shared
@@ -58,7 +68,7 @@ quantized to full-integer int8 TFLite ({card['file']['bytes'] / 1024:.0f} KiB). 
 - Class imbalance (disgust is 1.5% of FER2013): {tr['class_imbalance']}; weights per class
   {tr['emotion_class_weight']} (order as the labels).
 - FER+ votes: the emotion target is {1 - tr['ferplus_blend']:.1f} × FER2013 one-hot + {tr['ferplus_blend']:.1f} ×
-  FER+ vote distribution (crowd-sourced soft label; the FER2013 label always stays the arg-max).
+  FER+ vote distribution (crowd-sourced soft label; the FER2013 label always stays the arg-max).{balance}
 
 ## Figures (int8 model, LiteRT; protocol: {m['protocol']})
 | test set | head | int8 | float |

@@ -104,21 +104,81 @@ def with_flip_tta(model: keras.Model, size: int) -> keras.Model:
     )
 
 
-def validation_scores(model: keras.Model, cfg: TrainConfig) -> dict[str, float]:
-    """Validation accuracy per head, plain and with mirror averaging (to decide flip_tta)."""
+def balancing_offset(female_log_odds: npt.NDArray[np.float32], sex: npt.NDArray[np.int64]) -> float:
+    """The log-odds offset that brings male and female recall closest together (smallest offset
+    among equals). Recall of one sex rises as the other's falls, so this is a one-dimensional search."""
+    grid = np.round(np.arange(-3.0, 3.0001, 0.01), 2)
+    male, female = female_log_odds[sex == 0], female_log_odds[sex == 1]
+    if not len(male) or not len(female):
+        return 0.0
+    best, best_key = 0.0, (np.inf, np.inf)
+    for b in grid:
+        gap = abs(float((male + b <= 0).mean()) - float((female + b > 0).mean()))
+        key = (round(gap, 6), abs(float(b)))
+        if key < best_key:
+            best, best_key = float(b), key
+    return best
+
+
+def sex_recall(
+    log_odds: npt.NDArray[np.float32], sex: npt.NDArray[np.int64], offset: float
+) -> dict[str, float]:
+    pred_female = log_odds + offset > 0
+    return {
+        "male": round(float((~pred_female[sex == 0]).mean()), 4),
+        "female": round(float(pred_female[sex == 1].mean()), 4),
+    }
+
+
+def with_gender_offset(model: keras.Model, offset: float) -> keras.Model:
+    """Re-weight the gender probabilities by ``exp(offset)`` for female (a log-odds shift), inside
+    the graph, so every consumer of the file gets the balanced decision."""
+    inp = keras.Input(model.input_shape[1:], name="image")
+    out = model(inp)
+    weights = tf.constant([[1.0, float(np.exp(offset))]], dtype=tf.float32)
+
+    def shift(t: tf.Tensor) -> tf.Tensor:
+        w = t * weights
+        return w / tf.reduce_sum(w, axis=1, keepdims=True)
+
+    return keras.Model(
+        inp,
+        {
+            "emotion": keras.layers.Identity(name="emotion")(out["emotion"]),
+            "gender": keras.layers.Lambda(shift, name="gender")(out["gender"]),
+        },
+        name=f"{model.name}_balanced",
+    )
+
+
+def female_log_odds(gender_probs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    p = np.clip(np.asarray(gender_probs, np.float64), 1e-7, 1.0)
+    return np.asarray(np.log(p[:, 1]) - np.log(p[:, 0]), np.float32)
+
+
+def validation_scores(
+    model: keras.Model, cfg: TrainConfig
+) -> tuple[dict[str, float], dict[str, npt.NDArray[np.float32]], npt.NDArray[np.int64]]:
+    """Validation accuracy per head, plain and with mirror averaging (to decide flip_tta), and the
+    gender probabilities of both variants with their labels (to balance the sexes)."""
     from training.data import build_training_data
 
     val = build_training_data(cfg).val
     x = (val.images.astype(np.float32) / 255.0)[..., None]
     plain = model.predict(x, batch_size=256, verbose=0)
     mirror = model.predict(x[:, :, ::-1], batch_size=256, verbose=0)
+    sel = val.gender >= 0
+    gender = {
+        "plain": np.asarray(plain["gender"])[sel],
+        "tta": ((np.asarray(plain["gender"]) + np.asarray(mirror["gender"])) / 2)[sel],
+    }
     out: dict[str, float] = {}
     for tag, preds in (("plain", plain), ("tta", None)):
         for head, labels in (("emotion", val.emotion), ("gender", val.gender)):
             p = preds[head] if preds is not None else (plain[head] + mirror[head]) / 2
             sel = labels >= 0
             out[f"{tag}_{head}"] = float((np.argmax(p[sel], 1) == labels[sel]).mean()) if sel.any() else 0.0
-    return out
+    return out, gender, val.gender[val.gender >= 0]
 
 
 def _keras_predictor(model: keras.Model):  # type: ignore[no-untyped-def]
@@ -141,7 +201,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     spec = spec_from_config(cfg)
     model = build_model(spec)
     load_weights_checked(model, out / BEST_WEIGHTS)
-    val_scores = validation_scores(model, cfg)
+    val_scores, val_gender, val_sex = validation_scores(model, cfg)
     gain = (val_scores["tta_emotion"] + val_scores["tta_gender"]) - (
         val_scores["plain_emotion"] + val_scores["plain_gender"]
     )
@@ -149,6 +209,16 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     log.info("validation %s; mirror averaging %s", val_scores, "ON" if use_tta else "off")
     if use_tta:
         model = with_flip_tta(model, cfg.input_size)
+    odds = female_log_odds(val_gender["tta" if use_tta else "plain"])
+    offset = balancing_offset(odds, val_sex) if cfg.gender_balance else 0.0
+    balance = {
+        "offset_log_odds": offset,
+        "validation_recall_before": sex_recall(odds, val_sex, 0.0),
+        "validation_recall_after": sex_recall(odds, val_sex, offset),
+    }
+    log.info("gender balance on validation: %s", balance)
+    if offset != 0.0:
+        model = with_gender_offset(model, offset)
     rep = representative_images(cfg, cfg.representative_samples)
     tflite_path = out / f"{MODEL_STEM}.tflite"
     tflite_path.write_bytes(convert_int8(model, rep))
@@ -224,6 +294,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
                 "used": use_tta,
                 "validation_gain_points": round(gain * 50, 2),
             },
+            "gender_balance": balance,
         },
     }
     card_path = out / f"{MODEL_STEM}.json"
@@ -236,5 +307,11 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
         ship_dir.mkdir(parents=True, exist_ok=True)
         for p in (tflite_path, card_path, out / "MODEL_CARD.md"):
             shutil.copy2(p, ship_dir / p.name)
+        # The card points at figures/ beside it: ship them too, or it would show the last model's.
+        figures = ship_dir / "figures"
+        figures.mkdir(exist_ok=True)
+        for png in [*sorted((out / "plots").glob("*.png")), out / "training_curves.png"]:
+            if png.is_file():
+                shutil.copy2(png, figures / png.name)
         log.info("shipped to %s", ship_dir)
     return tflite_path
