@@ -104,11 +104,11 @@ def with_flip_tta(model: keras.Model, size: int) -> keras.Model:
     )
 
 
-def balancing_offset(female_log_odds: npt.NDArray[np.float32], sex: npt.NDArray[np.int64]) -> float:
+def balancing_offset(log_odds: npt.NDArray[np.float32], sex: npt.NDArray[np.int64]) -> float:
     """The log-odds offset that brings male and female recall closest together (smallest offset
     among equals). Recall of one sex rises as the other's falls, so this is a one-dimensional search."""
     grid = np.round(np.arange(-3.0, 3.0001, 0.01), 2)
-    male, female = female_log_odds[sex == 0], female_log_odds[sex == 1]
+    male, female = log_odds[sex == 0], log_odds[sex == 1]
     if not len(male) or not len(female):
         return 0.0
     best, best_key = 0.0, (np.inf, np.inf)
@@ -167,18 +167,19 @@ def validation_scores(
     x = (val.images.astype(np.float32) / 255.0)[..., None]
     plain = model.predict(x, batch_size=256, verbose=0)
     mirror = model.predict(x[:, :, ::-1], batch_size=256, verbose=0)
-    sel = val.gender >= 0
-    gender = {
-        "plain": np.asarray(plain["gender"])[sel],
-        "tta": ((np.asarray(plain["gender"]) + np.asarray(mirror["gender"])) / 2)[sel],
+    heads = (("emotion", val.emotion), ("gender", val.gender))
+    variants = {
+        "plain": {h: np.asarray(plain[h]) for h, _ in heads},
+        "tta": {h: (np.asarray(plain[h]) + np.asarray(mirror[h])) / 2 for h, _ in heads},
     }
     out: dict[str, float] = {}
-    for tag, preds in (("plain", plain), ("tta", None)):
-        for head, labels in (("emotion", val.emotion), ("gender", val.gender)):
-            p = preds[head] if preds is not None else (plain[head] + mirror[head]) / 2
+    for tag, preds in variants.items():
+        for head, labels in heads:
             sel = labels >= 0
-            out[f"{tag}_{head}"] = float((np.argmax(p[sel], 1) == labels[sel]).mean()) if sel.any() else 0.0
-    return out, gender, val.gender[val.gender >= 0]
+            hit = np.argmax(preds[head][sel], 1) == labels[sel]
+            out[f"{tag}_{head}"] = float(hit.mean()) if sel.any() else 0.0
+    has_sex = val.gender >= 0
+    return out, {tag: p["gender"][has_sex] for tag, p in variants.items()}, val.gender[has_sex]
 
 
 def _keras_predictor(model: keras.Model):  # type: ignore[no-untyped-def]
