@@ -21,9 +21,10 @@ tf = pytest.importorskip("tensorflow", reason="the train extra is not installed"
 
 from training.augment import make_augmenter  # noqa: E402
 from training.config import AugmentConfig, FramingConfig, TrainConfig  # noqa: E402
-from training.data import class_weights  # noqa: E402
+from training.data import TrainingData, class_weights  # noqa: E402
+from training.datasets import Samples  # noqa: E402
 from training.model import ModelSpec, build_model  # noqa: E402
-from training.train import compile_model, masks  # noqa: E402
+from training.train import compile_model, epoch_samples, masks, train_dataset  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 
@@ -123,6 +124,34 @@ def test_augmenter_output_range_and_shape() -> None:
     )
     same = plain(tf.constant(imgs), tf.constant(np.zeros(8, dtype=np.int64))).numpy()
     np.testing.assert_allclose(same[..., 0], imgs[..., 0] / 255.0, atol=1e-5)
+
+
+def test_gender_only_samples_are_drawn_at_their_fraction_each_epoch() -> None:
+    n_fer, n_utk = 300, 500
+    emotion = np.concatenate([np.arange(n_fer) % 7, np.full(n_utk, -1)])
+    gender = np.concatenate([np.full(n_fer, -1), np.arange(n_utk) % 2])
+    n = n_fer + n_utk
+    train = Samples(
+        images=np.zeros((n, 64, 64), np.uint8),
+        emotion=emotion,
+        gender=gender,
+        names=[str(i) for i in range(n)],
+        source="synthetic",
+        emotion_soft=np.eye(7, dtype=np.float32)[np.clip(emotion, 0, None)],
+    )
+    data = TrainingData(train, np.zeros(n, np.int64), train, np.ones(7, np.float32), {})
+    cfg = TrainConfig(gender_only_fraction=0.3, batch_size=100)
+    assert epoch_samples(data, cfg) == n_fer + 150
+    ds = train_dataset(data, cfg)
+    epochs = []
+    for _ in range(2):
+        weights = np.concatenate([w["gender"].numpy() for _, _, w in ds])
+        epochs.append((len(weights), int(weights.sum())))
+    for size, gender_only in epochs:
+        assert size - gender_only == n_fer  # every emotion sample, every epoch
+        assert 100 < gender_only < 200  # about 0.3 of 500, drawn afresh
+    full = train_dataset(data, TrainConfig(batch_size=100))
+    assert sum(len(w["gender"]) for _, _, w in full) == n
 
 
 @pytest.fixture(scope="module")

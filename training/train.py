@@ -77,13 +77,28 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
             w_g,
         )
     )
-    ds = ds.shuffle(len(t), seed=cfg.seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
+    ds = ds.shuffle(len(t), seed=cfg.seed, reshuffle_each_iteration=True)
+    if cfg.gender_only_fraction < 1.0:
+        frac = cfg.gender_only_fraction
+
+        def _draw(*cols):  # type: ignore[no-untyped-def]
+            has_emotion = cols[4] > 0.0  # the emotion loss weight: 0 for gender-only samples
+            return tf.logical_or(has_emotion, tf.random.uniform([]) < frac)
+
+        ds = ds.filter(_draw)
+    ds = ds.batch(cfg.batch_size)
 
     def _map(*cols):  # type: ignore[no-untyped-def]
         img, tag, soft, gender, we, wg = cols
         return augment(img, tag), {"emotion": soft, "gender": gender}, {"emotion": we, "gender": wg}
 
     return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def epoch_samples(data: TrainingData, cfg: TrainConfig) -> int:
+    """Expected training samples per epoch (gender-only samples are drawn at ``gender_only_fraction``)."""
+    gender_only = int(np.count_nonzero((data.train.emotion < 0) & (data.train.gender >= 0)))
+    return len(data.train) - gender_only + round(gender_only * cfg.gender_only_fraction)
 
 
 def val_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
@@ -201,7 +216,7 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     model = build_model(spec)
     compile_model(model, cfg)
     log.info("model %s: %d parameters", model.name, model.count_params())
-    steps = math.ceil(len(data.train) / cfg.batch_size)
+    steps = math.ceil(epoch_samples(data, cfg) / cfg.batch_size)
     history_csv = out / "history.csv"
     best = out / BEST_WEIGHTS
     callbacks: list[keras.callbacks.Callback] = [
