@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from agent.errors import ConfigError, FacecastError
+from agent.memory import fix_mmap_threshold
 
 log = logging.getLogger("agent.cli")
 
@@ -183,11 +184,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+FRAME_COMMANDS = frozenset({"run", "demo", "bench"})
 COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "bench": _cmd_bench, "config": _cmd_config_check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in FRAME_COMMANDS:
+        fix_mmap_threshold()
     try:
         return COMMANDS.get(args.command, getattr(args, "handler", None))(args)  # type: ignore[misc]
     except ConfigError as exc:
