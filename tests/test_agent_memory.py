@@ -18,20 +18,16 @@ PROBE = textwrap.dedent(
     """
     import sys
     import numpy as np
+    from agent.bench import rss_split_mb
     from agent.memory import fix_mmap_threshold
 
     print(fix_mmap_threshold() if sys.argv[1] == "fix" else False)
-
-    def anon_kib():
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("RssAnon"))
-
     frame = np.ones(6 << 20, np.uint8)  # a 1080p BGR frame, freed: glibc's dynamic threshold rises
     del frame
-    before = anon_kib()
+    before = rss_split_mb()[1]
     crop = np.ones(4 << 20, np.uint8)  # the next large buffer
     del crop
-    print(anon_kib() - before)
+    print(round((rss_split_mb()[1] - before) * 1024))
     """
 )
 

@@ -82,8 +82,9 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
         frac = cfg.gender_only_fraction
 
         def _draw(*cols):  # type: ignore[no-untyped-def]
-            has_emotion = cols[4] > 0.0  # the emotion loss weight: 0 for gender-only samples
-            return tf.logical_or(has_emotion, tf.random.uniform([]) < frac)
+            # gender-only exactly as ``gender_only`` defines it, read from the loss masks
+            only_gender = tf.logical_and(cols[4] <= 0.0, cols[5] > 0.0)
+            return tf.logical_or(tf.logical_not(only_gender), tf.random.uniform([]) < frac)
 
         ds = ds.filter(_draw)
     ds = ds.batch(cfg.batch_size)
@@ -95,10 +96,15 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
     return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
+def gender_only(emotion: np.ndarray, gender: np.ndarray) -> np.ndarray:
+    """Samples that train the gender head alone: what ``gender_only_fraction`` thins out."""
+    return np.asarray((emotion < 0) & (gender >= 0))
+
+
 def epoch_samples(data: TrainingData, cfg: TrainConfig) -> int:
     """Expected training samples per epoch (gender-only samples are drawn at ``gender_only_fraction``)."""
-    gender_only = int(np.count_nonzero((data.train.emotion < 0) & (data.train.gender >= 0)))
-    return len(data.train) - gender_only + round(gender_only * cfg.gender_only_fraction)
+    n_gender_only = int(np.count_nonzero(gender_only(data.train.emotion, data.train.gender)))
+    return len(data.train) - n_gender_only + round(n_gender_only * cfg.gender_only_fraction)
 
 
 def val_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
