@@ -6,6 +6,7 @@ module; the contract tests then read what it produced, as the agent would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ from training.config import AugmentConfig, FramingConfig, TrainConfig  # noqa: E
 from training.data import TrainingData, class_weights  # noqa: E402
 from training.datasets import Samples  # noqa: E402
 from training.model import ModelSpec, build_model  # noqa: E402
-from training.train import compile_model, epoch_samples, masks, train_dataset  # noqa: E402
+from training.train import compile_model, epoch_samples, fit, masks, train_dataset  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 
@@ -152,6 +153,39 @@ def test_gender_only_samples_are_drawn_at_their_fraction_each_epoch() -> None:
         assert 100 < gender_only < 200  # about 0.3 of 500, drawn afresh
     full = train_dataset(data, TrainConfig(batch_size=100))
     assert sum(len(w["gender"]) for _, _, w in full) == n
+
+
+def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_graph(tmp_path: Path) -> None:
+    mixed = build_model(ModelSpec(architecture="vgg-xs"), precision="mixed_bfloat16")
+    convs = [layer for layer in mixed.layers if layer.__class__.__name__ == "Conv2D"]
+    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
+    assert all(v.dtype == "float32" for v in mixed.weights)  # what a checkpoint stores
+    x = np.random.default_rng(0).random((4, 48, 48, 1), dtype=np.float32)
+    out = mixed(x, training=False)
+    assert {str(t.dtype) for t in out.values()} == {"<dtype: 'float32'>"}  # softmax heads stay float32
+
+    n = 96
+    emotion = np.concatenate([np.arange(n // 2) % 7, np.full(n // 2, -1)])
+    gender = np.concatenate([np.full(n // 2, -1), np.arange(n // 2) % 2])
+    train = Samples(
+        images=np.random.default_rng(1).integers(0, 256, (n, 64, 64), dtype=np.uint8),
+        emotion=emotion,
+        gender=gender,
+        names=[str(i) for i in range(n)],
+        source="synthetic",
+        emotion_soft=np.eye(7, dtype=np.float32)[np.clip(emotion, 0, None)],
+    )
+    val = dataclasses.replace(train, images=train.images[:, 8:56, 8:56].copy())  # at input size
+    data = TrainingData(train, np.zeros(n, np.int64), val, np.ones(7, np.float32), {})
+    cfg = TrainConfig(precision="mixed_bfloat16", epochs=1, batch_size=32, output_dir=tmp_path)
+    result = fit(cfg, data, verbose=0)
+    # export and evaluation see the float32 graph with the trained weights, never bfloat16 casts
+    assert all(layer.compute_dtype == "float32" for layer in result.model.layers)
+    trained = dict(zip([w.path for w in result.model.weights], result.model.get_weights(), strict=True))
+    fresh = build_model(ModelSpec(architecture="vgg-xs"))
+    assert any(not np.allclose(trained[w.path], w.numpy()) for w in fresh.weights if w.path in trained)
+    probs = result.model(x, training=False)["emotion"].numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -35,20 +35,32 @@ class ModelSpec:
         }
 
 
-def _conv(x: keras.KerasTensor, filters: int, wd: float, *, separable: bool = False) -> keras.KerasTensor:
+def _conv(
+    x: keras.KerasTensor, filters: int, wd: float, *, separable: bool = False, policy: keras.DTypePolicy
+) -> keras.KerasTensor:
     reg = keras.regularizers.L2(wd) if wd else None
     if separable:
         x = layers.SeparableConv2D(
-            filters, 3, padding="same", use_bias=False, depthwise_regularizer=reg, pointwise_regularizer=reg
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            depthwise_regularizer=reg,
+            pointwise_regularizer=reg,
+            dtype=policy,
         )(x)
     else:
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
-    x = layers.BatchNormalization()(x)
-    return layers.ReLU()(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg, dtype=policy)(x)
+    x = layers.BatchNormalization(dtype=policy)(x)
+    return layers.ReLU(dtype=policy)(x)
 
 
-def build_model(spec: ModelSpec) -> keras.Model:
-    """Build one of the candidate architectures (chosen by validation measurement, see MODEL_CARD)."""
+def build_model(spec: ModelSpec, *, precision: str = "float32") -> keras.Model:
+    """Build one of the candidate architectures (chosen by validation measurement, see MODEL_CARD).
+
+    ``precision`` is the layers' dtype policy. Under a mixed policy the softmax heads still compute
+    in float32, as a bfloat16 softmax loses the small probabilities the loss needs."""
+    policy = keras.DTypePolicy(precision)
     if spec.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {spec.architecture!r} (one of {', '.join(ARCHITECTURES)})")
     widths = {"vgg-s": (32, 64, 128, 256), "vgg-xs": (24, 48, 96, 192), "sep-s": (32, 64, 128, 256)}[
@@ -57,22 +69,22 @@ def build_model(spec: ModelSpec) -> keras.Model:
     separable = spec.architecture.startswith("sep")
     wd = spec.weight_decay
     inputs = keras.Input((spec.input_size, spec.input_size, 1), name="image")
-    x = _conv(inputs, widths[0], wd)
-    x = _conv(x, widths[0], wd, separable=separable)
-    x = layers.MaxPooling2D()(x)
+    x = _conv(inputs, widths[0], wd, policy=policy)
+    x = _conv(x, widths[0], wd, separable=separable, policy=policy)
+    x = layers.MaxPooling2D(dtype=policy)(x)
     for w in widths[1:3]:
-        x = _conv(x, w, wd, separable=separable)
-        x = _conv(x, w, wd, separable=separable)
-        x = layers.MaxPooling2D()(x)
-    x = _conv(x, widths[3], wd, separable=separable)
-    shared = layers.GlobalAveragePooling2D()(x)
+        x = _conv(x, w, wd, separable=separable, policy=policy)
+        x = _conv(x, w, wd, separable=separable, policy=policy)
+        x = layers.MaxPooling2D(dtype=policy)(x)
+    x = _conv(x, widths[3], wd, separable=separable, policy=policy)
+    shared = layers.GlobalAveragePooling2D(dtype=policy)(x)
 
-    e = layers.Dropout(spec.dropout)(shared)
-    e = layers.Dense(128, activation="relu", kernel_regularizer=keras.regularizers.L2(wd))(e)
-    e = layers.Dropout(spec.dropout / 2)(e)
-    emotion = layers.Dense(spec.n_emotions, activation="softmax", name="emotion")(e)
+    e = layers.Dropout(spec.dropout, dtype=policy)(shared)
+    e = layers.Dense(128, activation="relu", kernel_regularizer=keras.regularizers.L2(wd), dtype=policy)(e)
+    e = layers.Dropout(spec.dropout / 2, dtype=policy)(e)
+    emotion = layers.Dense(spec.n_emotions, activation="softmax", name="emotion", dtype="float32")(e)
 
-    g = layers.Dropout(spec.dropout)(shared)
-    g = layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.L2(wd))(g)
-    gender = layers.Dense(spec.n_genders, activation="softmax", name="gender")(g)
+    g = layers.Dropout(spec.dropout, dtype=policy)(shared)
+    g = layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.L2(wd), dtype=policy)(g)
+    gender = layers.Dense(spec.n_genders, activation="softmax", name="gender", dtype="float32")(g)
     return keras.Model(inputs, {"emotion": emotion, "gender": gender}, name=f"facecast_{spec.architecture}")

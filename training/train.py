@@ -219,9 +219,9 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     spec = spec_from_config(cfg)
     out = cfg.output_dir
     check_run_dir(out, spec)
-    model = build_model(spec)
+    model = build_model(spec, precision=cfg.precision)
     compile_model(model, cfg)
-    log.info("model %s: %d parameters", model.name, model.count_params())
+    log.info("model %s: %d parameters, %s", model.name, model.count_params(), cfg.precision)
     steps = math.ceil(epoch_samples(data, cfg) / cfg.batch_size)
     history_csv = out / "history.csv"
     best = out / BEST_WEIGHTS
@@ -245,6 +245,9 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
         verbose=verbose,
     )
     seconds = time.monotonic() - t0
+    if cfg.precision != "float32":  # what is saved, evaluated and exported is the float32 graph
+        model = build_model(spec)
+        compile_model(model, cfg)
     load_weights_checked(model, best)
     return TrainResult(model, history_csv, best, len(hist.history.get("loss", [])), seconds)
 
