@@ -155,6 +155,19 @@ def test_gender_only_samples_are_drawn_at_their_fraction_each_epoch() -> None:
     assert sum(len(w["gender"]) for _, _, w in full) == n
 
 
+def test_auto_precision_uses_bfloat16_only_on_a_native_bfloat16_unit(tmp_path: Path) -> None:
+    from training.tfenv import cpu_flags, resolve_precision
+
+    assert resolve_precision("auto", frozenset({"avx2", "amx_bf16", "amx_tile"})) == "mixed_bfloat16"
+    assert resolve_precision("auto", frozenset({"avx2", "avx512f", "avx512_bf16"})) == "mixed_bfloat16"
+    assert resolve_precision("auto", frozenset({"avx2", "avx512f", "avx512_vnni"})) == "float32"
+    assert resolve_precision("float32", frozenset({"amx_bf16"})) == "float32"  # an explicit choice wins
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == frozenset({"fpu", "sse2", "avx2", "amx_bf16"})
+    assert cpu_flags(tmp_path / "missing") == frozenset()  # not Linux: float32
+
+
 def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_graph(tmp_path: Path) -> None:
     mixed = build_model(ModelSpec(architecture="vgg-xs"), precision="mixed_bfloat16")
     convs = [layer for layer in mixed.layers if layer.__class__.__name__ == "Conv2D"]

@@ -27,6 +27,7 @@ def run_train(cfg: TrainConfig) -> Path:
             {
                 "epochs_run": result.epochs_run,
                 "seconds": round(result.seconds, 1),
+                "precision": result.precision,
                 "parameters": int(result.model.count_params()),
                 "data": data.summary,
                 "emotion_class_weight": [round(float(w), 4) for w in data.emotion_class_weight],

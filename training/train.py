@@ -23,6 +23,7 @@ from training.config import TrainConfig
 from training.data import TrainingData
 from training.errors import CheckpointMismatchError
 from training.model import ModelSpec, build_model
+from training.tfenv import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ class TrainResult:
     best_weights: Path
     epochs_run: int
     seconds: float
+    precision: str
 
 
 def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResult:
@@ -219,9 +221,10 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     spec = spec_from_config(cfg)
     out = cfg.output_dir
     check_run_dir(out, spec)
-    model = build_model(spec, precision=cfg.precision)
+    precision = resolve_precision(cfg.precision)
+    model = build_model(spec, precision=precision)
     compile_model(model, cfg)
-    log.info("model %s: %d parameters, %s", model.name, model.count_params(), cfg.precision)
+    log.info("model %s: %d parameters, %s", model.name, model.count_params(), precision)
     steps = math.ceil(epoch_samples(data, cfg) / cfg.batch_size)
     history_csv = out / "history.csv"
     best = out / BEST_WEIGHTS
@@ -245,11 +248,11 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
         verbose=verbose,
     )
     seconds = time.monotonic() - t0
-    if cfg.precision != "float32":  # what is saved, evaluated and exported is the float32 graph
+    if precision != "float32":  # what is saved, evaluated and exported is the float32 graph
         model = build_model(spec)
         compile_model(model, cfg)
     load_weights_checked(model, best)
-    return TrainResult(model, history_csv, best, len(hist.history.get("loss", [])), seconds)
+    return TrainResult(model, history_csv, best, len(hist.history.get("loss", [])), seconds, precision)
 
 
 def plot_history(history_csv: Path, out_png: Path) -> None:
