@@ -168,16 +168,7 @@ def test_auto_precision_uses_bfloat16_only_on_a_native_bfloat16_unit(tmp_path: P
     assert cpu_flags(tmp_path / "missing") == frozenset()  # not Linux: float32
 
 
-def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_graph(tmp_path: Path) -> None:
-    mixed = build_model(ModelSpec(architecture="vgg-xs"), precision="mixed_bfloat16")
-    convs = [layer for layer in mixed.layers if layer.__class__.__name__ == "Conv2D"]
-    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
-    assert all(v.dtype == "float32" for v in mixed.weights)  # what a checkpoint stores
-    x = np.random.default_rng(0).random((4, 48, 48, 1), dtype=np.float32)
-    out = mixed(x, training=False)
-    assert {str(t.dtype) for t in out.values()} == {"<dtype: 'float32'>"}  # softmax heads stay float32
-
-    n = 96
+def _tiny_training_data(n: int) -> TrainingData:
     emotion = np.concatenate([np.arange(n // 2) % 7, np.full(n // 2, -1)])
     gender = np.concatenate([np.full(n // 2, -1), np.arange(n // 2) % 2])
     train = Samples(
@@ -189,7 +180,37 @@ def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_graph(tmp_path
         emotion_soft=np.eye(7, dtype=np.float32)[np.clip(emotion, 0, None)],
     )
     val = dataclasses.replace(train, images=train.images[:, 8:56, 8:56].copy())  # at input size
-    data = TrainingData(train, np.zeros(n, np.int64), val, np.ones(7, np.float32), {})
+    return TrainingData(train, np.zeros(n, np.int64), val, np.ones(7, np.float32), {})
+
+
+@pytest.mark.parametrize("ema", [None, 0.9999])
+def test_weight_averaging_is_what_gets_checkpointed(tmp_path: Path, ema: float | None) -> None:
+    # Three steps at a high learning rate move the weights far; an average with momentum 0.9999
+    # barely leaves the initial weights. The checkpoint must hold the average when it is on.
+    cfg = TrainConfig(precision="float32", epochs=1, batch_size=32, learning_rate=0.05, output_dir=tmp_path)
+    cfg = cfg.model_copy(update={"ema_momentum": ema})
+    result = fit(cfg, _tiny_training_data(96), verbose=0)
+    tf.keras.utils.set_random_seed(cfg.seed)
+    initial = build_model(ModelSpec(architecture="vgg-xs"))
+    trained = [w.numpy() for w in result.model.trainable_weights]
+    pairs = zip(initial.trainable_weights, trained, strict=True)
+    moved = max(float(np.abs(a.numpy() - b).max()) for a, b in pairs)
+    if ema is None:
+        assert moved > 1e-2
+    else:
+        assert moved < 1e-2
+
+
+def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_graph(tmp_path: Path) -> None:
+    mixed = build_model(ModelSpec(architecture="vgg-xs"), precision="mixed_bfloat16")
+    convs = [layer for layer in mixed.layers if layer.__class__.__name__ == "Conv2D"]
+    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
+    assert all(v.dtype == "float32" for v in mixed.weights)  # what a checkpoint stores
+    x = np.random.default_rng(0).random((4, 48, 48, 1), dtype=np.float32)
+    out = mixed(x, training=False)
+    assert {str(t.dtype) for t in out.values()} == {"<dtype: 'float32'>"}  # softmax heads stay float32
+
+    data = _tiny_training_data(96)
     cfg = TrainConfig(precision="mixed_bfloat16", epochs=1, batch_size=32, output_dir=tmp_path)
     result = fit(cfg, data, verbose=0)
     # export and evaluation see the float32 graph with the trained weights, never bfloat16 casts

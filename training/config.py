@@ -62,6 +62,10 @@ class TrainConfig(_Strict):
     max_minutes: float | None = None  # wall-clock budget; the best checkpoint is kept
     class_weight_power: float = Field(default=0.5, ge=0.0, le=1.0)  # 0 none, 1 inverse frequency
     gender_loss_weight: float = 1.0
+    # Keep an exponential moving average of the weights (Polyak averaging) and validate, checkpoint
+    # and export that average instead of the last step's weights, which at a high learning rate
+    # jump by several validation points from one epoch to the next. None: off.
+    ema_momentum: float | None = Field(default=None, gt=0.0, lt=1.0)
     # Share of the gender-only samples (UTKFace) drawn afresh each epoch. Gender converges in far
     # fewer passes than emotion, so drawing fewer of them gives the emotion head more epochs
     # within the same wall-clock budget.

@@ -50,7 +50,9 @@ def masks(data_emotion: np.ndarray, data_gender: np.ndarray, class_w: np.ndarray
 
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        optimizer=keras.optimizers.Adam(
+            cfg.learning_rate, use_ema=cfg.ema_momentum is not None, ema_momentum=cfg.ema_momentum or 0.99
+        ),
         loss={
             "emotion": keras.losses.CategoricalCrossentropy(),
             "gender": keras.losses.SparseCategoricalCrossentropy(),
@@ -229,6 +231,8 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     history_csv = out / "history.csv"
     best = out / BEST_WEIGHTS
     callbacks: list[keras.callbacks.Callback] = [
+        # first, so validation, checkpoints and the backup all see the averaged weights
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum else []),
         ScoreAndSchedule(cfg, steps, out / "train_state.json"),
         keras.callbacks.ModelCheckpoint(
             best, monitor="val_score", mode="max", save_best_only=True, save_weights_only=True
