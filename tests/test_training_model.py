@@ -187,8 +187,14 @@ def _tiny_training_data(n: int) -> TrainingData:
 def test_weight_averaging_is_what_gets_checkpointed(tmp_path: Path, ema: float | None) -> None:
     # Three steps at a high learning rate move the weights far; an average with momentum 0.9999
     # barely leaves the initial weights. The checkpoint must hold the average when it is on.
-    cfg = TrainConfig(precision="float32", epochs=1, batch_size=32, learning_rate=0.05, output_dir=tmp_path)
-    cfg = cfg.model_copy(update={"ema_momentum": ema})
+    cfg = TrainConfig(
+        precision="float32",
+        epochs=1,
+        batch_size=32,
+        learning_rate=0.05,
+        ema_momentum=ema,
+        output_dir=tmp_path,
+    )
     result = fit(cfg, _tiny_training_data(96), verbose=0)
     tf.keras.utils.set_random_seed(cfg.seed)
     initial = build_model(ModelSpec(architecture="vgg-xs"))
