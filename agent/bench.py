@@ -113,7 +113,9 @@ class BenchResult:
         return dict(self.__dict__)
 
 
-def run_bench(config: AgentConfig, *, max_frames: int | None = None, sink: str = "null") -> BenchResult:
+def run_bench(
+    config: AgentConfig, *, max_frames: int | None = None, sink: str = "null", detect_ahead: bool = True
+) -> BenchResult:
     """Run the pipeline on ``config.source`` and measure. ``sink="null"`` serialises every event
     as the stdout sink would, into /dev/null (publish cost without a broker)."""
     from agent.app import build_components, build_publisher, ensure_state_dir
@@ -133,7 +135,12 @@ def run_bench(config: AgentConfig, *, max_frames: int | None = None, sink: str =
         parts.classifier,
         publisher,
         SeqAllocator(config.state_dir),
-        PipelineOptions(device_id=config.device_id, max_width=config.source.max_width, max_frames=max_frames),
+        PipelineOptions(
+            device_id=config.device_id,
+            max_width=config.source.max_width,
+            max_frames=max_frames,
+            detect_ahead=detect_ahead and (os.cpu_count() or 1) > 1,
+        ),
     )
     per_face_ms: list[float] = []
 

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="null = serialise events to /dev/null (default)",
     )
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bench.add_argument(
+        "--no-detect-ahead",
+        dest="detect_ahead",
+        action="store_false",
+        help="detect in the main loop, not one frame ahead in its own thread (the serial baseline)",
+    )
 
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
@@ -176,7 +182,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides["sink"] = args.sink
     config = load_config(args.config, overrides=overrides)
     setup_logging(config.log_level if args.log_level else "WARNING")
-    result = run_bench(config, max_frames=args.max_frames, sink=args.sink)
+    result = run_bench(config, max_frames=args.max_frames, sink=args.sink, detect_ahead=args.detect_ahead)
     if args.json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -69,6 +70,10 @@ class PipelineOptions:
     prefetch: int = 2
     """Frames decoded ahead in a thread for file sources (decode overlaps inference; 0 = off).
     Kept small: each queued 1080p frame is 2 MB (grayscale, see ``keep_color``) of RSS."""
+    detect_ahead: bool = field(default_factory=lambda: (os.cpu_count() or 1) > 1)
+    """Detect in a thread of its own, one frame ahead of classification, so the two overlap on a
+    multi-core CPU (LiteRT and OpenCV release the GIL). On by default with more than one core; a
+    file with ``prefetch=0`` never uses it (a run processed step by step, as the tracking replay)."""
     keep_color: bool = False
     """Keep prefetched full-resolution frames in colour (for hooks that need colour pixels);
     by default they are reduced to luma once the detector's colour copy is made."""
@@ -125,30 +130,35 @@ def to_pixel_box(det: Detection, factor: float, width: int, height: int) -> tupl
     return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 
-class _Prefetcher:
-    """Reads (decodes) frames in a thread so decode overlaps detection on a multi-core CPU."""
+class _Stage:
+    """Runs ``work`` on every frame of ``frames`` in a thread of its own and hands the frames on, in
+    order, through a small queue: that stage then overlaps the next one on another core.
+
+    Frames are never dropped here (a full queue blocks the stage), so a file source still has every
+    frame processed; a live source drops stale frames upstream, in its grabber.
+    """
 
     _END = object()
 
     def __init__(
         self,
+        name: str,
         frames: Iterator[Frame],
+        work: Callable[[Frame], None],
         depth: int,
         stop: threading.Event,
-        max_width: int,
         *,
-        keep_color: bool = False,
+        read_ms_key: str | None = None,
     ) -> None:
-        """Unless ``keep_color``, a frame that was downscaled for detection is queued with a
-        grayscale full-resolution image: the detector has its colour copy and the classifier reads
-        luma only, so each queued 1080p frame costs 2 MB instead of 6 (the agent's peak RSS)."""
+        """``read_ms_key``: record how long pulling each frame from ``frames`` took under that
+        ``frame.extra`` key (for the first stage, pulling a frame IS decoding it)."""
         self._frames = frames
-        self._keep_color = keep_color
+        self._work = work
+        self._read_ms_key = read_ms_key
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = stop
-        self._max_width = max_width
         self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -158,27 +168,22 @@ class _Prefetcher:
                 frame = next(self._frames, None)
                 if frame is None:
                     break
-                frame.extra["decode_ms"] = (time.perf_counter() - start) * 1000.0
-                if valid_image(frame.image):
-                    assert frame.image is not None
-                    start = time.perf_counter()
-                    small, factor = detection_image(frame.image, self._max_width)
-                    frame.extra["small"] = small, factor
-                    if factor > 1.0 and not self._keep_color:
-                        frame.image = to_gray(frame.image)
-                    frame.extra["resize_ms"] = (time.perf_counter() - start) * 1000.0
+                if self._read_ms_key is not None:
+                    frame.extra[self._read_ms_key] = (time.perf_counter() - start) * 1000.0
+                if not frame.idle:
+                    self._work(frame)
                 while not self._stop.is_set():
                     try:
                         self._queue.put(frame, timeout=0.2)
                         break
                     except queue.Full:
                         continue
-        except Exception as exc:  # any source failure must end the run (re-raised by the consumer)
-            log.debug("frame source failed", exc_info=True)
+        except Exception as exc:  # any source or stage failure must end the run (re-raised by the consumer)
+            log.debug("pipeline stage %s failed", self._thread.name, exc_info=True)
             self._error = exc
         finally:
-            # Finish the source generator HERE (releasing its decoder in this thread), so no
-            # daemon thread is left inside native decode code when the interpreter exits.
+            # Finish the upstream generator HERE (a source releases its decoder in this thread), so
+            # no daemon thread is left inside native decode code when the interpreter exits.
             close = getattr(self._frames, "close", None)
             if close is not None:
                 close()
@@ -189,7 +194,7 @@ class _Prefetcher:
             self._queue.put(item, timeout=0.5)
 
     def join(self, timeout: float) -> None:
-        """Wait for the reader thread to finish (after ``stop`` was set); drains the queue so it can."""
+        """Wait for the thread to finish (after ``stop`` was set); drains the queue so it can."""
         deadline = time.monotonic() + timeout
         while self._thread.is_alive() and time.monotonic() < deadline:
             try:
@@ -208,7 +213,7 @@ class _Prefetcher:
                     item = self._END
                 elif self._thread.is_alive():
                     continue
-                else:  # the reader ended, maybe without room for its end marker: take what is left
+                else:  # the thread ended, maybe without room for its end marker: take what is left
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
@@ -218,6 +223,46 @@ class _Prefetcher:
                     raise self._error
                 return
             yield item
+
+
+def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Frame], None]:
+    """Stage work: attach the detector's downscaled copy to the frame.
+
+    Unless ``keep_color``, a frame that was downscaled is then kept as grayscale at full
+    resolution: the detector has its colour copy and the classifier reads luma only, so each queued
+    1080p frame costs 2 MB instead of 6 (the agent's peak RSS).
+    """
+
+    def work(frame: Frame) -> None:
+        if not valid_image(frame.image):
+            return  # the consumer counts and logs it
+        assert frame.image is not None
+        start = time.perf_counter()
+        small, factor = detection_image(frame.image, max_width)
+        frame.extra["small"] = small, factor
+        if factor > 1.0 and not keep_color:
+            frame.image = to_gray(frame.image)
+        frame.extra["resize_ms"] = (time.perf_counter() - start) * 1000.0
+
+    return work
+
+
+def _detect_ahead(detector: FaceDetector, max_width: int, keep_color: bool) -> Callable[[Frame], None]:
+    """Stage work: run the detector on the downscaled copy (made here if no earlier stage did), so
+    frame N+1 is being detected while frame N is classified and published (on 2 cores, detection is
+    the longest stage)."""
+    downscale = _downscale_for_detection(max_width, keep_color)
+
+    def work(frame: Frame) -> None:
+        if "small" not in frame.extra:
+            downscale(frame)
+            if "small" not in frame.extra:
+                return  # not a valid image: the consumer counts and logs it
+        start = time.perf_counter()
+        frame.extra["detections"] = detector.detect(frame.extra["small"][0])
+        frame.extra["detect_ms"] = (time.perf_counter() - start) * 1000.0
+
+    return work
 
 
 class Pipeline:
@@ -244,7 +289,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self._stop = threading.Event()
         self._prev_publish_ms = 0.0
-        self._prefetcher: _Prefetcher | None = None
+        self._stages: list[_Stage] = []
 
     def stop(self) -> None:
         """Ask the loop to end after the current frame. Safe from signal handlers and threads.
@@ -262,16 +307,26 @@ class Pipeline:
         return self._stop.is_set()
 
     def _frames(self) -> Iterator[Frame]:
-        if not self.source.live and self.options.prefetch > 0:
-            self._prefetcher = _Prefetcher(
-                iter(self.source),
-                self.options.prefetch,
-                self._stop,
-                self.options.max_width,
-                keep_color=self.options.keep_color,
+        """The frames, through the thread stages the options ask for.
+
+        A file source gets a prefetch stage (decode and downscale) and a detect stage; a live source
+        only the detect stage, with a queue of one, so it stays at most one frame behind its grabber
+        (which already decodes in its own thread and drops what the loop cannot take).
+        """
+        frames: Iterator[Frame] = iter(self.source)
+        live = self.source.live
+        if not live and self.options.prefetch > 0:
+            work = _downscale_for_detection(self.options.max_width, self.options.keep_color)
+            self._stages.append(
+                _Stage("prefetch", frames, work, self.options.prefetch, self._stop, read_ms_key="decode_ms")
             )
-            return iter(self._prefetcher)
-        return iter(self.source)
+            frames = iter(self._stages[-1])
+        if self.options.detect_ahead and (live or self._stages):
+            # Depth 1: one detected frame waiting keeps the consumer busy; each holds a full frame.
+            work = _detect_ahead(self.detector, self.options.max_width, self.options.keep_color)
+            self._stages.append(_Stage("detect", frames, work, 1, self._stop))
+            frames = iter(self._stages[-1])
+        return frames
 
     def run(self) -> PipelineStats:
         """The loop. The source is closed on the way out; the publisher is NOT (its owner closes it)."""
@@ -294,8 +349,8 @@ class Pipeline:
         finally:
             self._stop.set()
             self.source.close()
-            if self._prefetcher is not None:
-                self._prefetcher.join(timeout=3.0)
+            for stage in reversed(self._stages):  # downstream first: it is the one draining upstream
+                stage.join(timeout=3.0)
             self.stats.stopped_at = time.time()
             log.info(
                 "pipeline stopped: %d frames, %d events, %d faces, %d corrupt; source %s",
@@ -332,8 +387,13 @@ class Pipeline:
             with self.latency.measure("resize", lat):
                 small, factor = detection_image(image, self.options.max_width)
         height, width = image.shape[:2]
-        with self.latency.measure("detect", lat):
-            detections = self.detector.detect(small)
+        if "detections" in frame.extra:
+            detections = frame.extra["detections"]
+            lat["detect"] = float(frame.extra["detect_ms"])
+            self.latency.add("detect", lat["detect"])
+        else:
+            with self.latency.measure("detect", lat):
+                detections = self.detector.detect(small)
         faces: list[FaceResult] = []
         with self.latency.measure("classify", lat):
             if detections:

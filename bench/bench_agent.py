@@ -53,13 +53,40 @@ def median_of(runs: list[dict[str, object]], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def compare_serial(datasets: Path, model: Path | None, repeat: int, extra: list[str]) -> int:
+    """Detect-ahead against the serial loop, runs interleaved (A B A B ...) so that a machine whose
+    speed drifts affects both alike; the ratio of the medians is the figure to compare."""
+    print(f"{'clip':<26}{'serial fps':>12}{'ahead fps':>12}{'ratio':>8}{'serial CPU':>12}{'ahead CPU':>11}")
+    for name in CLIPS:
+        clip = datasets / "videos" / f"{name}.mp4"
+        serial: list[dict[str, object]] = []
+        ahead: list[dict[str, object]] = []
+        for _ in range(repeat):
+            serial.append(bench_one(clip, model, [*extra, "--no-detect-ahead"]))
+            ahead.append(bench_one(clip, model, extra))
+        fps_s, fps_a = median_of(serial, "fps"), median_of(ahead, "fps")
+        print(
+            f"{name:<26}{fps_s:>12.1f}{fps_a:>12.1f}{fps_a / fps_s:>8.2f}"
+            f"{median_of(serial, 'cpu_ms_per_frame'):>12.2f}{median_of(ahead, 'cpu_ms_per_frame'):>11.2f}"
+        )
+    print(f"\nmedians of {repeat} runs each; CPU: ms of CPU time (all threads) per frame")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_data = os.environ.get("FACECAST_DATASETS") or str(REPO.parent / "shared" / "datasets")
     parser.add_argument("--datasets", type=Path, default=Path(default_data))
     parser.add_argument("--model", type=Path)
     parser.add_argument("--repeat", type=int, default=1, help="runs per clip (medians are reported)")
+    parser.add_argument(
+        "--compare-serial",
+        action="store_true",
+        help="also run each clip with detection in the main loop (interleaved) and print the fps ratio",
+    )
     args, extra = parser.parse_known_args()
+    if args.compare_serial:
+        return compare_serial(args.datasets, args.model, max(1, args.repeat), extra)
 
     header = (
         f"{'clip':<26}{'frames':>7}{'faces':>7}{'fps':>8}{'target':>8}"

@@ -20,9 +20,9 @@ from agent.sources.base import Frame
 from agent.sources.demo import DemoSource
 
 try:
-    from tests.agent_support import astronaut_bgr, model_path
+    from tests.agent_support import astronaut_bgr, clip, model_path
 except ImportError:
-    from agent_support import astronaut_bgr, model_path  # type: ignore[no-redef]  # noqa: F401
+    from agent_support import astronaut_bgr, clip, model_path  # type: ignore[no-redef]  # noqa: F401
 
 
 class ListSource:
@@ -279,3 +279,66 @@ def test_small_frames_keep_their_colour(stages, tmp_path):
     pipeline, _ = make(stages, ListSource([astronaut_bgr()]), tmp_path, max_width=640, hooks=hooks)
     pipeline.run()
     assert seen == [3]  # 512 px wide: not downscaled, so there is no colour copy to rely on
+
+
+class ThreadRecordingDetector:
+    """The real detector, noting which thread each call ran in (and optionally failing at call N)."""
+
+    def __init__(self, detector, fail_at: int | None = None):
+        self.inner = detector
+        self.name = detector.name
+        self.threads: list[str] = []
+        self.fail_at = fail_at
+
+    def detect(self, image):
+        self.threads.append(threading.current_thread().name)
+        if self.fail_at is not None and len(self.threads) == self.fail_at:
+            raise RuntimeError("detector broke")
+        return self.inner.detect(image)
+
+
+def test_detection_runs_one_frame_ahead_in_its_own_thread_with_identical_results(stages, tmp_path):
+    """Detect-ahead only moves work to another core: a real clip gives the same events, in order."""
+    from agent.sources import open_source
+
+    detector, classifier = stages
+    runs = {}
+    for ahead in (True, False):
+        recording = ThreadRecordingDetector(detector)
+        source = open_source(str(clip("short_hamilton_clip")))
+        pipeline, out = make((recording, classifier), source, tmp_path / str(ahead), detect_ahead=ahead)
+        pipeline.options.max_frames = 60
+        pipeline.run()
+        runs[ahead] = [(e["frame"]["index"], e["faces"]) for e in events(out)]
+        assert set(recording.threads) == ({"detect"} if ahead else {"MainThread"})
+        assert len(recording.threads) >= 60
+    indices = [i for i, _ in runs[True]]
+    assert len(indices) > 30 and indices == sorted(indices)
+    assert runs[True] == runs[False]
+
+
+def test_a_detector_failure_in_the_detect_thread_ends_the_run_with_its_error(stages, tmp_path):
+    detector, classifier = stages
+    recording = ThreadRecordingDetector(detector, fail_at=3)
+    pipeline, out = make((recording, classifier), ListSource([astronaut_bgr()] * 6), tmp_path)
+    with pytest.raises(RuntimeError, match="detector broke"):
+        pipeline.run()
+    assert len(events(out)) == 2  # the frames detected before the failure were still published
+
+
+def test_a_live_source_is_detected_ahead_too_and_still_stops_when_the_camera_vanishes(stages, tmp_path):
+    from agent.sources.live import LatestFrameSource
+
+    detector, classifier = stages
+    recording = ThreadRecordingDetector(detector)
+    source = LatestFrameSource(
+        "cam", vanishing_camera(frames=4), backoff_initial=0.05, backoff_max=0.1, idle_tick=0.1
+    )
+    pipeline, out = make((recording, classifier), source, tmp_path)
+    threading.Timer(1.0, pipeline.stop).start()
+    start = time.monotonic()
+    stats = pipeline.run()
+    assert time.monotonic() - start < 3.0
+    assert 1 <= stats.frames <= 4 and stats.events == stats.frames
+    assert set(recording.threads) == {"detect"}
+    assert [e["faces"][0]["box"] for e in events(out)]  # the astronaut was found in each event

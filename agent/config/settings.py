@@ -54,9 +54,11 @@ class ModelConfig(_Section):
     """The emotion/gender model. ``path`` None = the installed ``facecast_models`` package."""
 
     path: Path | None = None
-    num_threads: int = Field(default=2, ge=1, le=16)
-    """LiteRT threads for the classifier (capped at the CPU count). Two halve the per-face time on a
-    2-core machine (0.73 -> 0.42 ms per invoke here) for a few percent more CPU per frame."""
+    num_threads: int = Field(default=1, ge=1, le=16)
+    """LiteRT threads for the classifier (capped at the CPU count). One, because detection already
+    runs on the other core, one frame ahead: on a 2-core AVX2 machine, two threads here took the
+    agent from 113 to 101 fps on the 640 px clip and from 53 to 45 fps on the 1080p one (their
+    spinning workers compete with the detect thread). Raise it with more cores than stages."""
     batch: bool = True
     """Classify all faces of a frame in one invoke when the runtime allows it."""
 
