@@ -47,7 +47,10 @@ def build_detector(config: AgentConfig) -> FaceDetector:
 
 
 def build_classifier(config: AgentConfig) -> FaceClassifier:
-    return load_classifier(config.model.path, num_threads=config.model.num_threads, batch=config.model.batch)
+    model = config.model
+    return load_classifier(
+        model.path, num_threads=model.num_threads, batch=model.batch, flip_tta=model.flip_tta
+    )
 
 
 def build_source(config: AgentConfig) -> FrameSource:

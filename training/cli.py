@@ -34,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("model", type=Path)
     ev.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     ev.add_argument("--out", type=Path, default=Path("runs/eval"))
+    sp1 = sub.add_parser(
+        "single-pass",
+        help="derive the single-pass (no mirror averaging) variant of an int8 model, evaluate it, card it",
+    )
+    sp1.add_argument("model", type=Path)
+    sp1.add_argument("--out", type=Path, help="default: <model stem>_single.tflite beside the model")
+    sp1.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
+    sp1.add_argument("--eval-dir", type=Path, default=Path("runs/eval-single"))
     return p
 
 
@@ -57,6 +65,12 @@ def _run(args: argparse.Namespace) -> int:
         from training.evaluate import evaluate_tflite_cli
 
         evaluate_tflite_cli(args.model, args.datasets, args.out)
+        return 0
+    if args.command == "single-pass":
+        configure(onednn=True)
+        from training.single_pass import make_variant
+
+        make_variant(args.model, args.out, args.datasets, args.eval_dir)
         return 0
     cfg: TrainConfig = load_config(args.config, _overrides(args.set))
     configure(onednn=cfg.onednn)
