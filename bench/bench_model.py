@@ -39,13 +39,19 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1000)
     args = ap.parse_args()
 
-    interp = Interpreter(model_path=str(args.model), num_threads=1)
-    runner = interp.get_signature_runner(next(iter(interp.get_signature_list())))
-    (name, detail), = runner.get_input_details().items()
-    scale, zp = detail["quantization"]
-    x = np.random.default_rng(0).random(tuple(detail["shape"]), dtype=np.float32)
-    q = quantize(x, float(scale), int(zp))
-    model_ms = _time(lambda: runner(**{name: q}), args.runs)
+    def time_model(path: Path) -> list[float]:
+        interp = Interpreter(model_path=str(path), num_threads=1)
+        runner = interp.get_signature_runner(next(iter(interp.get_signature_list())))
+        (name, detail), = runner.get_input_details().items()
+        scale, zp = detail["quantization"]
+        x = np.random.default_rng(0).random(tuple(detail["shape"]), dtype=np.float32)
+        q = quantize(x, float(scale), int(zp))
+        return _time(lambda: runner(**{name: q}), args.runs)
+
+    model_ms = time_model(args.model)
+    # The single-pass variant shipped beside the model (``facecast-train single-pass``), if any.
+    variant = args.model.with_name(f"{args.model.stem}_single.tflite")
+    variant_ms = time_model(variant) if variant.is_file() else None
 
     from agent.detectors.blazeface import BlazeFaceDetector, BlazeFaceOptions
 
@@ -59,6 +65,9 @@ def main() -> None:
     size_kib = args.model.stat().st_size / 1024
     print(f"model {args.model} ({size_kib:.0f} KiB), LiteRT, 1 thread, {args.runs} runs")
     print(row("facecast int8 (1 face)", model_ms))
+    if variant_ms is not None:
+        print(row("single-pass variant (1 face)", variant_ms))
+        print(f"ratio variant / model: {statistics.median(variant_ms) / statistics.median(model_ms):.3f}")
     print(row("baseline: BlazeFace detect (640x360)", det_ms))
     print(f"ratio model / baseline: {statistics.median(model_ms) / statistics.median(det_ms):.3f}")
 
