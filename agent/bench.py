@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from agent.comms.stdout import StdoutPublisher
 from agent.config import AgentConfig
 from agent.events import SeqAllocator
-from agent.pipeline import FrameResult, Pipeline, PipelineOptions
+from agent.pipeline import FrameResult, Pipeline, PipelineOptions, usable_cpus
 
 STAGES = ("decode", "resize", "detect", "classify", "publish")
 
@@ -139,7 +139,7 @@ def run_bench(
             device_id=config.device_id,
             max_width=config.source.max_width,
             max_frames=max_frames,
-            detect_ahead=detect_ahead and (os.cpu_count() or 1) > 1,
+            detect_ahead=detect_ahead and usable_cpus() > 1,
         ),
     )
     per_face_ms: list[float] = []

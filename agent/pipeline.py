@@ -59,6 +59,15 @@ class PipelineHooks:
     on_event: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: a service pinned to one core (``CPUAffinity=``, ``taskset``)
+    gains nothing from a second stage thread, whatever the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass
 class PipelineOptions:
     device_id: str
@@ -70,9 +79,9 @@ class PipelineOptions:
     prefetch: int = 2
     """Frames decoded ahead in a thread for file sources (decode overlaps inference; 0 = off).
     Kept small: each queued 1080p frame is 2 MB (grayscale, see ``keep_color``) of RSS."""
-    detect_ahead: bool = field(default_factory=lambda: (os.cpu_count() or 1) > 1)
+    detect_ahead: bool = field(default_factory=lambda: usable_cpus() > 1)
     """Detect in a thread of its own, one frame ahead of classification, so the two overlap on a
-    multi-core CPU (LiteRT and OpenCV release the GIL). On by default with more than one core; a
+    multi-core CPU (LiteRT and OpenCV release the GIL). On by default with more than one usable core; a
     file with ``prefetch=0`` never uses it (a run processed step by step, as the tracking replay)."""
     keep_color: bool = False
     """Keep prefetched full-resolution frames in colour (for hooks that need colour pixels);

@@ -342,3 +342,19 @@ def test_a_live_source_is_detected_ahead_too_and_still_stops_when_the_camera_van
     assert 1 <= stats.frames <= 4 and stats.events == stats.frames
     assert set(recording.threads) == {"detect"}
     assert [e["faces"][0]["box"] for e in events(out)]  # the astronaut was found in each event
+
+
+def test_detect_ahead_follows_the_cpus_this_process_may_use():
+    import os
+
+    from agent.pipeline import usable_cpus
+
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})  # as under systemd's CPUAffinity= or taskset
+        assert usable_cpus() == 1
+        assert PipelineOptions(device_id="d").detect_ahead is False
+    finally:
+        os.sched_setaffinity(0, before)
+    assert usable_cpus() == len(before)
+    assert PipelineOptions(device_id="d").detect_ahead is (len(before) > 1)
