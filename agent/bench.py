@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from agent.comms.stdout import StdoutPublisher
 from agent.config import AgentConfig
 from agent.events import SeqAllocator
-from agent.pipeline import FrameResult, Pipeline, PipelineOptions, usable_cpus
+from agent.pipeline import FrameResult, Pipeline, PipelineOptions
 
 STAGES = ("decode", "resize", "detect", "classify", "publish")
 
@@ -129,18 +129,17 @@ def run_bench(
     else:
         publisher = build_publisher(config)
     ensure_state_dir(config.state_dir)
+    options = PipelineOptions(
+        device_id=config.device_id, max_width=config.source.max_width, max_frames=max_frames
+    )
+    options.detect_ahead &= detect_ahead  # only ever turned off: the default already knows the cores
     pipeline = Pipeline(
         parts.source,
         parts.detector,
         parts.classifier,
         publisher,
         SeqAllocator(config.state_dir),
-        PipelineOptions(
-            device_id=config.device_id,
-            max_width=config.source.max_width,
-            max_frames=max_frames,
-            detect_ahead=detect_ahead and usable_cpus() > 1,
-        ),
+        options,
     )
     per_face_ms: list[float] = []
 

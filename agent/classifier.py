@@ -31,8 +31,15 @@ from agent.runtime import load_interpreter
 log = logging.getLogger(__name__)
 
 MODEL_FILENAME = "facecast_int8.tflite"
-SINGLE_PASS_FILENAME = "facecast_int8_single.tflite"
-"""The same network without mirror averaging: half the per-face time, about a point less accuracy."""
+
+
+def single_pass_path(model_path: Path) -> Path:
+    """Where the single-pass variant of a mirror-averaged model lives: beside it, ``<stem>_single``.
+    The same network without mirror averaging: half the per-face time, about a point less accuracy."""
+    return model_path.with_name(f"{model_path.stem}_single{model_path.suffix}")
+
+
+SINGLE_PASS_FILENAME = single_pass_path(Path(MODEL_FILENAME)).name
 OUTPUT_NAMES = ("emotion", "gender")
 
 Box = tuple[float, float, float, float]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.classifier import single_pass_path
 from agent.preprocess import quantize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def main() -> None:
 
     model_ms = time_model(args.model)
     # The single-pass variant shipped beside the model (``facecast-train single-pass``), if any.
-    variant = args.model.with_name(f"{args.model.stem}_single.tflite")
+    variant = single_pass_path(args.model)
     variant_ms = time_model(variant) if variant.is_file() else None
 
     from agent.detectors.blazeface import BlazeFaceDetector, BlazeFaceOptions

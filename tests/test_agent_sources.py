@@ -256,3 +256,18 @@ def test_a_video_source_keeps_no_hold_on_a_frame_it_has_handed_out():
     gc.collect()
     assert colour() is None
     assert next(frames).image.shape == (360, 640, 3)
+
+
+def test_a_folder_source_keeps_no_hold_on_an_image_it_has_handed_out(tmp_path):
+    import gc
+    import weakref
+
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), astronaut_bgr())
+    images = iter(ImageFolderSource(tmp_path))
+    frame = next(images)
+    pixels = weakref.ref(frame.image)
+    frame.image = None
+    gc.collect()
+    assert pixels() is None
+    assert next(images).file == "b.png"

@@ -147,10 +147,11 @@ def single_pass_card(card: dict[str, Any], metrics: dict[str, Any], model: Path)
 
 def make_variant(src: Path, dst: Path | None, datasets: Path, eval_dir: Path) -> Path:
     """``facecast-train single-pass``: write the variant and its card (evaluated on the test sets)."""
+    from agent.classifier import single_pass_path
     from training.evaluate import evaluate_tflite_cli
 
     src = Path(src)
-    dst = dst or src.with_name(f"{src.stem}_single.tflite")
+    dst = dst or single_pass_path(src)
     card_path = src.with_suffix(".json")
     try:
         card = json.loads(card_path.read_text())
