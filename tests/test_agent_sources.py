@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -17,9 +19,9 @@ from agent.sources.files import ImageFolderSource, VideoFileSource
 from agent.sources.live import LatestFrameSource
 
 try:
-    from tests.agent_support import CLIPS, astronaut_bgr, clip
+    from tests.agent_support import CLIPS, astronaut_bgr, clip, read_frames
 except ImportError:
-    from agent_support import CLIPS, astronaut_bgr, clip  # type: ignore[no-redef]
+    from agent_support import CLIPS, astronaut_bgr, clip, read_frames  # type: ignore[no-redef]
 
 
 @pytest.fixture
@@ -98,6 +100,72 @@ def test_picamera2_off_a_pi_is_a_clear_error():
     with pytest.raises(SourceError) as err:
         open_source("picamera2")
     assert "picamera2" in str(err.value) and "\n" not in str(err.value)
+
+
+class _IspCamera:
+    """Stands in for picamera2 (which cannot run off a Pi): the ISP's scaled frames of a real clip.
+
+    ``capture_array`` returns what picamera2 returns for the configured stream: an RGB888 main
+    stream is HxWx3 in B, G, R byte order; a YUV420 stream is the (H*3/2)xW I420 planes."""
+
+    def __init__(self, configs: list[dict]) -> None:
+        self.configs = configs
+        self._frames = read_frames("facenet_pytorch_video", list(range(0, 60, 6)), max_width=640)
+        self._i = 0
+        self._streams: dict = {}
+
+    def create_video_configuration(self, **streams):
+        self.configs.append(streams)
+        return streams
+
+    def configure(self, config) -> None:
+        self._streams = config
+
+    def start(self) -> None:
+        pass
+
+    def capture_array(self, name="main"):
+        bgr = self._frames[self._i % len(self._frames)]
+        self._i += 1
+        fmt = self._streams[name].get("format", "XBGR8888")
+        if fmt == "RGB888":
+            return bgr.copy()
+        assert fmt == "YUV420", fmt
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_picamera2_hands_the_detector_colour_frames_from_the_isp(monkeypatch):
+    """BlazeFace needs colour: on this clip it finds almost no face on the luma plane alone."""
+    configs: list[dict] = []
+    monkeypatch.setitem(sys.modules, "picamera2", SimpleNamespace(Picamera2=lambda: _IspCamera(configs)))
+    source = open_source("picamera2", camera_width=640, camera_height=360)
+    try:
+        frames = []
+        for frame in source:
+            if frame.image is not None:
+                frames.append(frame.image)
+            if len(frames) == 10:
+                break
+    finally:
+        source.close()
+    assert configs == [{"main": {"size": (640, 360), "format": "RGB888"}}]
+    expected = _IspCamera([])._frames
+    assert all(f.shape == (360, 640, 3) and f.flags.c_contiguous for f in frames)
+    # Live sources may drop frames, so match each handed-out frame to one of the camera's.
+    assert all(any(np.array_equal(f, e) for e in expected) for f in frames)
+
+    detector = create_detector()
+    colour = sum(len(detector.detect(f)) for f in frames)
+    grays = [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) for f in frames]
+    luma = sum(len(detector.detect(g)) for g in grays)
+    assert colour >= 2 * len(frames)  # two or more people face the camera in every frame
+    assert luma < colour / 2
 
 
 def test_missing_camera_is_a_clear_error():
