@@ -17,6 +17,8 @@ from typing import Any, NoReturn
 from agent.errors import ConfigError, FacecastError
 from agent.memory import fix_mmap_threshold
 
+DEMO_FPS = 15.0  # the demo's pace: slow enough to read the events as they are printed
+
 log = logging.getLogger("agent.cli")
 
 EXIT_ERROR = 1
@@ -65,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run on a built-in clip, no camera or broker needed")
     _common(demo)
     _mqtt(demo)
-    demo.add_argument("--frames", type=int, default=300)
+    demo.add_argument("--frames", type=int, help="length of the demo clip (default 300)")
     demo.add_argument(
-        "--fps", type=float, default=15.0, help="pace of the demo clip (0 = as fast as possible)"
+        "--fps", type=float, help=f"pace of the demo clip (default {DEMO_FPS:g}; 0 = as fast as possible)"
     )
 
     bench = sub.add_parser("bench", help="measure latency, fps, memory and start-up on a source")
@@ -164,11 +166,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     overrides["source.uri"] = overrides["source.uri"] or "demo"
     overrides["source.demo_frames"] = args.frames
     overrides["source.demo_fps"] = args.fps
-    if overrides["state_dir"] is None and args.config is None:
-        overrides["state_dir"] = default_state_dir() / "demo"
-    config = load_config(args.config, overrides=overrides)
+    # The demo's own defaults sit below the file and the environment, which still set them.
+    defaults = {"source.demo_fps": DEMO_FPS, "state_dir": default_state_dir() / "demo"}
+    config = load_config(args.config, overrides=overrides, defaults=defaults)
     setup_logging(config.log_level if args.log_level else "WARNING")
-    stats = run_demo(config, frames=args.frames)
+    stats = run_demo(config, frames=config.source.demo_frames)
     sys.stdout.write(f"facecast demo: {stats.frames} frames, {stats.events} events, {stats.faces} faces\n")
     return 0
 

@@ -242,6 +242,27 @@ def test_demo_without_a_broker_uses_the_embedded_one(model_path, tmp_path):
     assert any(" 2 faces " in line for line in lines)
 
 
+def test_demo_flags_override_the_environment_and_the_file_which_override_its_defaults(model_path, tmp_path):
+    """``--frames``/``--fps`` are flags like any other: given, they win; absent, the config file and
+    ``FACECAST_*`` variables decide, and only then the demo's own 300 frames at 15 fps."""
+    config = tmp_path / "demo.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nsource: {{demo_frames: 9, demo_fps: 0}}\n")
+
+    def demo(*flags: str, env: dict[str, str] | None = None) -> str:
+        proc = run_cli("demo", "--sink", "stdout", "--model", str(model_path), *flags, env=env, timeout=90)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().splitlines()[-1]
+
+    assert demo("--config", str(config)).startswith("facecast demo: 9 frames")
+    six = {"FACECAST_SOURCE__DEMO_FRAMES": "6"}
+    assert demo("--config", str(config), env=six).startswith("facecast demo: 6 frames")
+    assert demo("--config", str(config), "--frames", "4", env=six).startswith("facecast demo: 4 frames")
+    # Without a file, the environment still sets the state directory (the demo's own is the default).
+    state = tmp_path / "env-state"
+    demo("--frames", "3", "--fps", "0", env={"FACECAST_STATE_DIR": str(state)})
+    assert state.is_dir() and any(state.iterdir())
+
+
 @pytest.mark.parametrize(("source", "needle"), [("picamera2", "picamera2"), ("/dev/video97", "cannot open")])
 def test_missing_camera_hardware_is_one_line(source, needle, model_path, tmp_path):
     proc = run_stdout(model_path, tmp_path, "--source", source)

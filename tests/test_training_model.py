@@ -235,10 +235,14 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smoke")
     r = run_train_cli(
         "all",
-        "--config", str(SMOKE),
-        "--set", f"output_dir={out}",
-        "--set", f"data.root={datasets_root()}",
-        "--ship", str(out / "shipped"),
+        "--config",
+        str(SMOKE),
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        f"data.root={datasets_root()}",
+        "--ship",
+        str(out / "shipped"),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return out
@@ -272,7 +276,7 @@ def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
     sigs = interp.get_signature_list()
     assert len(sigs) == 1
     runner = interp.get_signature_runner(next(iter(sigs)))
-    (in_name, detail), = runner.get_input_details().items()
+    ((in_name, detail),) = runner.get_input_details().items()
     assert list(detail["shape"]) == [1, 48, 48, 1] and detail["dtype"] == np.int8
     outs = runner(**{in_name: np.zeros((1, 48, 48, 1), dtype=np.int8)})
     assert set(outs) == {"emotion", "gender"}
@@ -296,19 +300,29 @@ def test_int8_tracks_float(smoke_run: Path) -> None:
 
 def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> None:
     r = run_train_cli(
-        "export", "--config", str(SMOKE),
-        "--set", f"output_dir={smoke_run}",
-        "--set", "architecture=vgg-s",
-        "--set", f"data.root={datasets_root()}",
+        "export",
+        "--config",
+        str(SMOKE),
+        "--set",
+        f"output_dir={smoke_run}",
+        "--set",
+        "architecture=vgg-s",
+        "--set",
+        f"data.root={datasets_root()}",
     )
     assert r.returncode == 2
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("facecast-train: error:")]
     assert err and "does not fit architecture" in err[0], r.stderr[-2000:]
     r = run_train_cli(
-        "train", "--config", str(SMOKE),
-        "--set", f"output_dir={smoke_run}",
-        "--set", "architecture=vgg-s",
-        "--set", f"data.root={datasets_root()}",
+        "train",
+        "--config",
+        str(SMOKE),
+        "--set",
+        f"output_dir={smoke_run}",
+        "--set",
+        "architecture=vgg-s",
+        "--set",
+        f"data.root={datasets_root()}",
     )
     assert r.returncode == 2 and "holds checkpoints of another model" in r.stderr
 

@@ -1,7 +1,7 @@
 """File + environment + flags -> one validated :class:`AgentConfig`, or a one-line ``ConfigError``.
 
-Precedence (lowest to highest): defaults, the YAML/TOML file, ``FACECAST_<SECTION>__<KEY>``
-environment variables, command-line flags.
+Precedence (lowest to highest): defaults (the model's, then a command's own, such as the demo's
+pace), the YAML/TOML file, ``FACECAST_<SECTION>__<KEY>`` environment variables, command-line flags.
 """
 
 from __future__ import annotations
@@ -82,6 +82,14 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _dotted_tree(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for dotted, value in (values or {}).items():
+        if value is not None:
+            set_dotted(tree, dotted.split("."), value)
+    return tree
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming each bad key, e.g. ``mqtt.hots: unknown key``."""
     messages = []
@@ -97,16 +105,16 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> AgentConfig:
     """Build the effective configuration. ``overrides`` maps dotted keys (``"mqtt.host"``) to the
-    values of command-line flags that were given (None values are ignored)."""
-    data: dict[str, Any] = read_config_file(path) if path is not None else {}
+    values of command-line flags that were given (None values are ignored); ``defaults`` uses the
+    same form for a command's own defaults, which the file and the environment still override."""
+    data = _dotted_tree(defaults)
+    if path is not None:
+        data = deep_merge(data, read_config_file(path))
     data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
-    flags: dict[str, Any] = {}
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(flags, dotted.split("."), value)
-    data = deep_merge(data, flags)
+    data = deep_merge(data, _dotted_tree(overrides))
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
