@@ -52,8 +52,21 @@ def _mqtt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink", choices=["mqtt", "stdout"])
 
 
+def _version() -> str:
+    """The installed distribution's version (what a bug report needs), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facecast")
+    except PackageNotFoundError:
+        from agent import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facecast", description="Faces -> emotion + gender -> MQTT, on the edge.")
+    parser.add_argument("--version", action="version", version=f"facecast {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run the agent")

@@ -242,6 +242,13 @@ def test_demo_without_a_broker_uses_the_embedded_one(model_path, tmp_path):
     assert any(" 2 faces " in line for line in lines)
 
 
+def test_version_is_the_installed_distribution():
+    from importlib.metadata import version
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"facecast {version('facecast')}"
+
+
 def test_demo_flags_override_the_environment_and_the_file_which_override_its_defaults(model_path, tmp_path):
     """``--frames``/``--fps`` are flags like any other: given, they win; absent, the config file and
     ``FACECAST_*`` variables decide, and only then the demo's own 300 frames at 15 fps."""
