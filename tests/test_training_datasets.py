@@ -19,6 +19,7 @@ from training.datasets import (
     fer2013_train_exclusions,
     load_fer2013_csv,
     load_fer2013_folder,
+    load_ferplus_plurality,
     load_ferplus_votes,
     load_labelled_folder,
     load_manifest,
@@ -90,6 +91,21 @@ def test_ferplus_votes_are_distributions_attached_by_path(root: Path) -> None:
     # FER+ annotators mostly agree with FER2013 on happy faces.
     happy = s.emotion == EMOTIONS.index("happy")
     assert (s.emotion_soft[happy].argmax(1) == EMOTIONS.index("happy")).mean() >= 0.7
+
+
+def test_ferplus_crowd_label_is_a_unique_top_vote_among_our_classes(root: Path) -> None:
+    crowd = load_ferplus_plurality(root / "ferplus" / "fer2013_to_ferplus_map.csv", "test")
+    # anger 9 of 10 votes -> angry; anger 4 vs neutral 2 -> angry although FER2013 says angry too
+    assert crowd["test/angry/PrivateTest_10304478.png"] == EMOTIONS.index("angry")
+    assert crowd["test/angry/PrivateTest_10131363.png"] == EMOTIONS.index("angry")
+    # left out: a tie on top (surprise 3 = anger 3), contempt on top, not-a-face on top
+    for name in ("PrivateTest_21230097.png", "PrivateTest_1623042.png"):
+        assert f"test/angry/{name}" not in crowd
+    assert "test/fear/PublicTest_58756471.png" not in crowd
+    assert all(key.startswith("test/") for key in crowd) and 6_000 < len(crowd) < 7_178
+    # the crowd relabels FER2013: a real share of test images moves to another class
+    moved = sum(EMOTIONS[label] != key.split("/")[1] for key, label in crowd.items())
+    assert 0.2 < moved / len(crowd) < 0.5
 
 
 def test_utkface_split_labels_come_from_file_names(root: Path) -> None:

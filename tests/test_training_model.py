@@ -268,6 +268,12 @@ def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
     assert 0.0 < card["crop"]["margin"] < 1.0
     for key in ("int8", "float", "parity", "latency_ms"):
         assert key in card["metrics"]
+    # the FER+ crowd-label figure sits beside FER2013's own, on the test images the crowd labelled
+    int8 = card["metrics"]["int8"]
+    fer, crowd = int8["fer2013_test"]["emotion"], int8["fer2013_test_ferplus"]["emotion"]
+    assert 0 < crowd["n"] < fer["n"] and 0.0 <= crowd["accuracy"] <= 1.0
+    assert 0.4 < crowd["fer2013_label_agreement"] < 0.9
+    assert "FER+ crowd label" in (shipped / "MODEL_CARD.md").read_text()
     balance = card["training"]["gender_balance"]
     before, after = balance["validation_recall_before"], balance["validation_recall_after"]
     assert abs(after["male"] - after["female"]) <= abs(before["male"] - before["female"]) + 1e-9

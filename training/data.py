@@ -18,6 +18,7 @@ from agent.preprocess import resize
 from training.config import TrainConfig
 from training.datasets import (
     EMOTIONS,
+    FERPLUS_MAP,
     DatasetError,
     Samples,
     attach_ferplus,
@@ -85,7 +86,7 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
             )
             summary["fer2013_excluded_blank_or_test_duplicate"] = len(excluded)
             if cfg.data.ferplus_blend > 0:
-                votes_path = root / "ferplus" / "fer2013_to_ferplus_map.csv"
+                votes_path = root / "ferplus" / FERPLUS_MAP
                 found = attach_ferplus(fer_all, load_ferplus_votes(votes_path))
                 summary["ferplus_matched"] = found
                 assert fer_all.emotion_soft is not None

@@ -35,14 +35,20 @@ _EMOTION_ALIASES = {
     "fearful": "fear",
     "scared": "fear",
 }
-_GENDER_ALIASES = {
-    "m": "male", "f": "female", "man": "male", "woman": "female", "0": "male", "1": "female"
-}
+_GENDER_ALIASES = {"m": "male", "f": "female", "man": "male", "woman": "female", "0": "male", "1": "female"}
 # FER+ vote columns, and which of our classes each maps to (contempt/unknown/NF have none).
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 _FERPLUS_TO_OURS = {
-    "neutral": 6, "happiness": 3, "surprise": 5, "sadness": 4, "anger": 0, "disgust": 1, "fear": 2
+    "neutral": 6,
+    "happiness": 3,
+    "surprise": 5,
+    "sadness": 4,
+    "anger": 0,
+    "disgust": 1,
+    "fear": 2,
 }
+FERPLUS_MAP = "fer2013_to_ferplus_map.csv"  # in <datasets>/ferplus/: our FER2013 files -> FER+ votes
+FERPLUS_OTHER_COLUMNS = ("contempt", "unknown", "NF")  # FER+ columns with no class of ours
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -269,6 +275,35 @@ def load_ferplus_votes(map_csv: Path) -> dict[str, npt.NDArray[np.float32]]:
     return out
 
 
+def load_ferplus_plurality(map_csv: Path, split: str) -> dict[str, int]:
+    """The FER+ crowd label of each image of ``split``: the most-voted of FER+'s ten columns, kept
+    only where it is unique and one of our seven emotions (not contempt, unknown or not-a-face).
+
+    Ten annotators per image make it a cleaner reference than FER2013's single label: scoring a
+    model against both tells label noise apart from model error.
+    """
+    if not map_csv.is_file():
+        raise DatasetError(f"FER+ map not found: {map_csv}")
+    columns = (*FERPLUS_COLUMNS, *FERPLUS_OTHER_COLUMNS)
+    out: dict[str, int] = {}
+    with map_csv.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"split", "fer_class", "file", *columns} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{map_csv}: missing columns {sorted(missing)}")
+        for row in reader:
+            if row["split"] != split or not row.get("ferplus_image"):
+                continue
+            votes = np.array([float(row[c] or 0) for c in columns])
+            top = votes.max()
+            if top <= 0 or int((votes == top).sum()) > 1:
+                continue
+            winner = columns[int(votes.argmax())]
+            if winner in _FERPLUS_TO_OURS:
+                out[f"{row['split']}/{row['fer_class']}/{row['file']}"] = _FERPLUS_TO_OURS[winner]
+    return out
+
+
 def attach_ferplus(samples: Samples, votes: dict[str, npt.NDArray[np.float32]]) -> int:
     """Add FER+ distributions to FER2013 samples (one-hot of the FER label where FER+ has none)."""
     soft = np.zeros((len(samples), len(EMOTIONS)), dtype=np.float32)
@@ -303,9 +338,7 @@ def parse_utkface_name(name: str) -> tuple[int, int, int]:
     return age, gender, race
 
 
-def load_utkface(
-    root: Path, split: str, *, size: int | None = None, limit: int | None = None
-) -> Samples:
+def load_utkface(root: Path, split: str, *, size: int | None = None, limit: int | None = None) -> Samples:
     """UTKFace images listed in ``root/splits/<split>.txt`` (or every image for ``split='all'``)."""
     image_dir = root / "images"
     _require_dir(image_dir, "UTKFace images")

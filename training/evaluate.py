@@ -18,7 +18,15 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.preprocess import dequantize, quantize
-from training.datasets import EMOTIONS, GENDERS, Samples, load_fer2013_folder, load_utkface
+from training.datasets import (
+    EMOTIONS,
+    FERPLUS_MAP,
+    GENDERS,
+    Samples,
+    load_fer2013_folder,
+    load_ferplus_plurality,
+    load_utkface,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +42,7 @@ AGE_GROUPS: tuple[tuple[str, int, int], ...] = (
 Predictor = Callable[[npt.NDArray[np.float32]], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]
 
 
-def confusion(
-    y_true: npt.NDArray[np.int64], y_pred: npt.NDArray[np.int64], n: int
-) -> npt.NDArray[np.int64]:
+def confusion(y_true: npt.NDArray[np.int64], y_pred: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.int64]:
     m = np.zeros((n, n), dtype=np.int64)
     np.add.at(m, (y_true, y_pred), 1)
     return m
@@ -108,8 +114,15 @@ def plot_confusion(cm: npt.NDArray[np.int64], labels: Sequence[str], title: str,
     ax.set_yticks(range(len(labels)), labels)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{norm[i, j]:.2f}\n{cm[i, j]}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}\n{cm[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -149,9 +162,7 @@ class TFLiteModel:
             out[name] = dequantize(value, float(s), int(z)).reshape(-1)
         return out
 
-    def predict(
-        self, x: npt.NDArray[np.float32]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def predict(self, x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         emo, gen = [], []
         for img in x:
             o = self.predict_one(img)
@@ -180,12 +191,33 @@ class TFLiteModel:
 
 
 def load_test_sets(datasets: Path, size: int, limit: int | None = None) -> dict[str, Samples]:
-    """The reported test sets; ``limit`` only for smoke runs (figures from it are not comparable)."""
+    """The reported test sets; ``limit`` only for smoke runs (figures from it are not comparable).
+
+    With the FER+ map present, ``fer2013_test_ferplus`` holds the FER2013 test images that have a
+    FER+ crowd label, labelled with it (see :func:`ferplus_test_set`)."""
     from training.data import to_input_size
 
-    fer = load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=limit)
+    fer = to_input_size(load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=limit), size)
     utk = to_input_size(load_utkface(datasets / "utkface", "test", limit=limit), size)
-    return {"fer2013_test": to_input_size(fer, size), "utkface_test": utk}
+    sets = {"fer2013_test": fer, "utkface_test": utk}
+    map_csv = datasets / "ferplus" / FERPLUS_MAP
+    if map_csv.is_file():
+        sets["fer2013_test_ferplus"] = ferplus_test_set(fer, load_ferplus_plurality(map_csv, "test"))
+    return sets
+
+
+def ferplus_test_set(fer: Samples, crowd: dict[str, int]) -> Samples:
+    """The FER2013 images that have a FER+ crowd label, relabelled with it. Records how often
+    FER2013's own label agrees with the crowd's (``extra["fer2013_label_agreement"]``): the
+    ceiling that label noise puts on FER2013 accuracy, and the reason to report both."""
+    index = [i for i, name in enumerate(fer.names) if name in crowd]
+    out = fer.subset(index)
+    labels = np.array([crowd[name] for name in out.names], dtype=np.int64)
+    agreement = float((out.emotion == labels).mean()) if len(labels) else 0.0
+    out.emotion = labels
+    out.source = "fer2013+ferplus"
+    out.extra["fer2013_label_agreement"] = f"{agreement:.4f}"
+    return out
 
 
 def score(predict: Predictor, sets: dict[str, Samples], plots: Path | None, tag: str) -> dict[str, Any]:
@@ -202,10 +234,16 @@ def score(predict: Predictor, sets: dict[str, Samples], plots: Path | None, tag:
                 part = np.array([n.split("/")[-1].startswith(prefix) for n in s.names]) & sel
                 if part.any():
                     rep[key] = round(float((emo_p[part].argmax(1) == s.emotion[part]).mean()), 4)
+            if "fer2013_label_agreement" in s.extra:
+                rep["fer2013_label_agreement"] = float(s.extra["fer2013_label_agreement"])
             out[name] = {"emotion": rep}
             if plots is not None:
-                plot_confusion(np.asarray(rep["confusion"]), EMOTIONS, f"{name} emotion ({tag})",
-                               plots / f"confusion_{name}_emotion_{tag}.png")
+                plot_confusion(
+                    np.asarray(rep["confusion"]),
+                    EMOTIONS,
+                    f"{name} emotion ({tag})",
+                    plots / f"confusion_{name}_emotion_{tag}.png",
+                )
         if (s.gender >= 0).any():
             sel = s.gender >= 0
             pred = gen_p[sel].argmax(1)
@@ -213,8 +251,12 @@ def score(predict: Predictor, sets: dict[str, Samples], plots: Path | None, tag:
             rep.update(gender_breakdown(s.gender[sel], pred, s.subset(np.flatnonzero(sel))))
             out.setdefault(name, {})["gender"] = rep
             if plots is not None:
-                plot_confusion(np.asarray(rep["confusion"]), GENDERS, f"{name} gender ({tag})",
-                               plots / f"confusion_{name}_gender_{tag}.png")
+                plot_confusion(
+                    np.asarray(rep["confusion"]),
+                    GENDERS,
+                    f"{name} gender ({tag})",
+                    plots / f"confusion_{name}_gender_{tag}.png",
+                )
     return out
 
 

@@ -118,6 +118,9 @@ def write_single_pass(src: Path, dst: Path) -> Path:
     return dst
 
 
+TEST_SETS = ("fer2013_test", "utkface_test", "fer2013_test_ferplus")  # what the card reports
+
+
 def single_pass_card(card: dict[str, Any], metrics: dict[str, Any], model: Path) -> dict[str, Any]:
     """The source card with this file, its own measured int8 figures, and where it came from.
 
@@ -130,12 +133,17 @@ def single_pass_card(card: dict[str, Any], metrics: dict[str, Any], model: Path)
     out["flip_tta"] = False
     old = out.get("metrics", {})
     old8 = old.get("int8", {})
+
+    def headline(test_set: str, head: str) -> Any:
+        return old8.get(test_set, {}).get(head, {}).get("accuracy")
+
     out["metrics"] = {
         "protocol": old.get("protocol"),
-        "int8": {k: v for k, v in metrics.items() if k in ("fer2013_test", "utkface_test")},
+        "int8": {k: v for k, v in metrics.items() if k in TEST_SETS},
         "source_int8_headline": {
-            "fer2013_test_emotion": old8.get("fer2013_test", {}).get("emotion", {}).get("accuracy"),
-            "utkface_test_gender": old8.get("utkface_test", {}).get("gender", {}).get("accuracy"),
+            "fer2013_test_emotion": headline("fer2013_test", "emotion"),
+            "utkface_test_gender": headline("utkface_test", "gender"),
+            "fer2013_test_ferplus_emotion": headline("fer2013_test_ferplus", "emotion"),
         },
     }
     out["derived_from"] = {
