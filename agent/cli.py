@@ -43,6 +43,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="emotion/gender .tflite (its .json card beside it)")
     p.add_argument("--detector", choices=["blazeface", "haar"])
     p.add_argument("--max-width", type=int, help="scale frames to this width before detection (0 = never)")
+    p.add_argument(
+        "--max-fps", type=float, help="live sources: at most N frames a second, the newest (0 = no cap)"
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
 
 
@@ -123,6 +126,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model.path": ns.get("model"),
         "detector.name": ns.get("detector"),
         "source.max_width": ns.get("max_width"),
+        "source.max_fps": ns.get("max_fps"),
         "log_level": ns.get("log_level"),
         "mqtt.host": ns.get("mqtt_host"),
         "mqtt.port": ns.get("mqtt_port"),

@@ -213,6 +213,36 @@ def test_live_source_keeps_only_the_newest_frame():
     assert got[-1] - got[0] > 4  # frames were skipped, not queued
 
 
+def _handed_out_in(source: LatestFrameSource, seconds: float) -> list[float]:
+    """Times at which a consumer that never waits got real frames."""
+    times: list[float] = []
+    end = time.monotonic() + seconds
+    for frame in source:
+        if frame.image is not None:
+            times.append(time.monotonic())
+        if time.monotonic() > end:
+            break
+    source.close()
+    return times
+
+
+def test_max_fps_caps_a_live_source_to_the_newest_frame_at_that_pace():
+    uncapped = _handed_out_in(LatestFrameSource("fast", lambda: ScriptedCapture(period=0.002)), 1.0)
+    capped_source = LatestFrameSource("fast", lambda: ScriptedCapture(period=0.002), max_fps=20)
+    capped = _handed_out_in(capped_source, 1.0)
+    assert len(uncapped) > 100  # the scripted device delivers ~400 frames a second
+    assert 17 <= len(capped) <= 22
+    gaps = np.diff(capped)
+    assert np.median(gaps) == pytest.approx(0.05, abs=0.01) and gaps.min() > 0.03  # paced, no bursts
+    assert capped_source.stats()["dropped"] > 100  # the frames in between were skipped, not queued
+
+
+def test_max_fps_leaves_files_whole():
+    source = open_source(str(clip("short_hamilton_clip")), max_fps=1)
+    start = time.monotonic()
+    assert sum(1 for _ in source) == 275 and time.monotonic() - start < 30
+
+
 def test_live_source_reopens_with_backoff_after_the_device_disappears():
     opened = []
     attempts = {"n": 0}

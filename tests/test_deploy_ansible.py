@@ -262,6 +262,7 @@ def test_config_check_passes_inside_the_root(target: Target) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "device_id: pi-chroot" in proc.stdout
     assert "/opt/facecast/models/facecast_int8.tflite" in proc.stdout
+    assert "max_fps: 10.0" in proc.stdout  # the role paces live cameras for a Pi by default
 
 
 def test_agent_inside_the_root_emits_events_from_a_clip(target: Target) -> None:

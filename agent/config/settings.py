@@ -35,6 +35,10 @@ class SourceConfig(_Section):
     max_width: int = Field(default=640, ge=0)
     camera_width: int = Field(default=640, gt=0)
     camera_height: int = Field(default=480, gt=0)
+    max_fps: float = Field(default=0.0, ge=0.0)
+    """Live sources (cameras, streams, picamera2): process at most this many frames a second, always
+    the newest; the frames in between are dropped and counted. 0 = as many as the device keeps up
+    with. Files, folders and the demo always give every frame."""
     demo_frames: int = Field(default=300, gt=0)
     demo_fps: float = Field(default=0.0, ge=0.0)
 

@@ -29,9 +29,13 @@ def open_source(
     demo_fps: float = 0.0,
     camera_width: int = 640,
     camera_height: int = 480,
+    max_fps: float = 0.0,
 ) -> FrameSource:
     """``demo`` | ``picamera2`` | camera index or ``/dev/videoN`` | ``rtsp://``/``http(s)://`` URL |
-    a folder of images | a video file. Raises ``SourceError`` (one line) if it cannot be opened."""
+    a folder of images | a video file. Raises ``SourceError`` (one line) if it cannot be opened.
+
+    ``max_fps`` > 0 caps how many frames a second a live source hands out; files and folders
+    always give every frame."""
     spec = str(spec).strip()
     if not spec:
         raise SourceError("no source given (use --source)")
@@ -42,14 +46,14 @@ def open_source(
     if spec == "picamera2":
         from agent.sources.picam import open_picamera2
 
-        return open_picamera2(camera_width, camera_height)
+        return open_picamera2(camera_width, camera_height, max_fps=max_fps)
     from agent.sources import live
 
     camera = live.parse_camera(spec)
     if camera is not None:
-        return live.open_camera(camera, width=camera_width, height=camera_height)
+        return live.open_camera(camera, width=camera_width, height=camera_height, max_fps=max_fps)
     if spec.lower().startswith(STREAM_SCHEMES):
-        return live.open_stream(spec, label=redact_url(spec))
+        return live.open_stream(spec, label=redact_url(spec), max_fps=max_fps)
     path = Path(spec).expanduser()
     from agent.sources.files import ImageFolderSource, VideoFileSource
 

@@ -69,8 +69,11 @@ class LatestFrameSource:
         backoff_max: float = 30.0,
         idle_tick: float = 1.0,
         stall_after: float = 20.0,
+        max_fps: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``max_fps`` > 0 hands out at most that many frames a second (the newest each time; the
+        ones in between count as dropped), so a 30 fps camera need not keep a Pi's cores busy."""
         self.name = name
         self._opener = opener
         self._backoff_initial = backoff_initial
@@ -79,6 +82,7 @@ class LatestFrameSource:
         # A read or open stuck longer than this is a hung device: idle ticks stop, so the systemd
         # watchdog (WatchdogSec=30s in the unit) restarts the service instead of being fed forever.
         self._stall_after = stall_after
+        self._min_interval = 1.0 / max_fps if max_fps > 0 else 0.0
         self._in_call_since: float | None = None
         self._clock = clock
         self._cond = threading.Condition()
@@ -132,7 +136,10 @@ class LatestFrameSource:
             self._capture.release()
 
     def __iter__(self) -> Iterator[Frame]:
+        due = 0.0  # monotonic time from which the next frame may be handed out (max_fps)
         while True:
+            if self._min_interval and self._stop.wait(max(0.0, due - time.monotonic())):
+                return
             with self._cond:
                 deadline = time.monotonic() + self._idle_tick
                 while self._pending is None and not self._stop.is_set() and time.monotonic() < deadline:
@@ -142,6 +149,11 @@ class LatestFrameSource:
                 frame, self._pending = self._pending, None
             if frame is None and self.stalled():
                 continue  # no heartbeat while the device call hangs (see stall_after)
+            if frame is not None and self._min_interval:
+                # Keep the schedule while the consumer keeps up; after a slow frame, restart it
+                # from now rather than catch up with a burst.
+                now = time.monotonic()
+                due = (due if now - due < self._min_interval else now) + self._min_interval
             yield (
                 frame
                 if frame is not None
