@@ -237,6 +237,19 @@ def test_max_fps_caps_a_live_source_to_the_newest_frame_at_that_pace():
     assert capped_source.stats()["dropped"] > 100  # the frames in between were skipped, not queued
 
 
+def test_a_slow_max_fps_still_ticks_idle_frames_for_the_heartbeat():
+    source = LatestFrameSource("slow", lambda: ScriptedCapture(period=0.002), max_fps=0.5, idle_tick=0.1)
+    real = idle = 0
+    end = time.monotonic() + 1.0
+    for frame in source:
+        real += frame.image is not None
+        idle += frame.idle
+        if time.monotonic() > end:
+            break
+    source.close()
+    assert real == 1 and idle >= 5  # one frame per 2 s, and the loop still turns about every 0.1 s
+
+
 def test_max_fps_leaves_files_whole():
     source = open_source(str(clip("short_hamilton_clip")), max_fps=1)
     start = time.monotonic()

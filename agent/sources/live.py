@@ -138,8 +138,14 @@ class LatestFrameSource:
     def __iter__(self) -> Iterator[Frame]:
         due = 0.0  # monotonic time from which the next frame may be handed out (max_fps)
         while True:
-            if self._min_interval and self._stop.wait(max(0.0, due - time.monotonic())):
-                return
+            wait = due - time.monotonic() if self._min_interval else 0.0
+            if wait > 0:
+                # Paced (max_fps): wait in idle ticks, so a slow pace never starves the heartbeat.
+                if self._stop.wait(min(wait, self._idle_tick)):
+                    return
+                if time.monotonic() < due:
+                    yield Frame(index=-1, timestamp=self._clock(), image=None, idle=True)
+                    continue
             with self._cond:
                 deadline = time.monotonic() + self._idle_tick
                 while self._pending is None and not self._stop.is_set() and time.monotonic() < deadline:
