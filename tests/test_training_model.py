@@ -305,8 +305,7 @@ def test_int8_tracks_float(smoke_run: Path) -> None:
 
 
 def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> None:
-    r = run_train_cli(
-        "export",
+    other_architecture = (
         "--config",
         str(SMOKE),
         "--set",
@@ -316,20 +315,11 @@ def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> N
         "--set",
         f"data.root={datasets_root()}",
     )
+    r = run_train_cli("export", *other_architecture)
     assert r.returncode == 2
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("facecast-train: error:")]
     assert err and "does not fit architecture" in err[0], r.stderr[-2000:]
-    r = run_train_cli(
-        "train",
-        "--config",
-        str(SMOKE),
-        "--set",
-        f"output_dir={smoke_run}",
-        "--set",
-        "architecture=vgg-s",
-        "--set",
-        f"data.root={datasets_root()}",
-    )
+    r = run_train_cli("train", *other_architecture)
     assert r.returncode == 2 and "holds checkpoints of another model" in r.stderr
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,28 +250,33 @@ def fer2013_duplicate_groups(root: Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ FER+
+def _ferplus_rows(map_csv: Path, columns: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """``(<split>/<class>/<file>, row)`` for each of our FER2013 images that FER+ kept, after
+    checking the file and that its header has ``columns``."""
+    if not map_csv.is_file():
+        raise DatasetError(f"FER+ map not found: {map_csv}")
+    with map_csv.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"split", "fer_class", "file", *columns} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{map_csv}: missing columns {sorted(missing)}")
+        for row in reader:
+            if row.get("ferplus_image"):
+                yield f"{row['split']}/{row['fer_class']}/{row['file']}", row
+
+
 def load_ferplus_votes(map_csv: Path) -> dict[str, npt.NDArray[np.float32]]:
     """FER+ votes keyed by our relative path ``<split>/<class>/<file>``, as a 7-class distribution.
 
     Votes for contempt/unknown/not-a-face are dropped; an image with no usable vote gets none.
     """
-    if not map_csv.is_file():
-        raise DatasetError(f"FER+ map not found: {map_csv}")
     out: dict[str, npt.NDArray[np.float32]] = {}
-    with map_csv.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"split", "fer_class", "file", *FERPLUS_COLUMNS} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(f"{map_csv}: missing columns {sorted(missing)}")
-        for row in reader:
-            if not row.get("ferplus_image"):
-                continue
-            votes = np.zeros(len(EMOTIONS), dtype=np.float32)
-            for col in FERPLUS_COLUMNS:
-                votes[_FERPLUS_TO_OURS[col]] += float(row[col] or 0)
-            if votes.sum() <= 0:
-                continue
-            out[f"{row['split']}/{row['fer_class']}/{row['file']}"] = votes / votes.sum()
+    for key, row in _ferplus_rows(map_csv, FERPLUS_COLUMNS):
+        votes = np.zeros(len(EMOTIONS), dtype=np.float32)
+        for col in FERPLUS_COLUMNS:
+            votes[_FERPLUS_TO_OURS[col]] += float(row[col] or 0)
+        if votes.sum() > 0:
+            out[key] = votes / votes.sum()
     return out
 
 
@@ -282,25 +287,18 @@ def load_ferplus_plurality(map_csv: Path, split: str) -> dict[str, int]:
     Ten annotators per image make it a cleaner reference than FER2013's single label: scoring a
     model against both tells label noise apart from model error.
     """
-    if not map_csv.is_file():
-        raise DatasetError(f"FER+ map not found: {map_csv}")
     columns = (*FERPLUS_COLUMNS, *FERPLUS_OTHER_COLUMNS)
     out: dict[str, int] = {}
-    with map_csv.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"split", "fer_class", "file", *columns} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(f"{map_csv}: missing columns {sorted(missing)}")
-        for row in reader:
-            if row["split"] != split or not row.get("ferplus_image"):
-                continue
-            votes = np.array([float(row[c] or 0) for c in columns])
-            top = votes.max()
-            if top <= 0 or int((votes == top).sum()) > 1:
-                continue
-            winner = columns[int(votes.argmax())]
-            if winner in _FERPLUS_TO_OURS:
-                out[f"{row['split']}/{row['fer_class']}/{row['file']}"] = _FERPLUS_TO_OURS[winner]
+    for key, row in _ferplus_rows(map_csv, columns):
+        if row["split"] != split:
+            continue
+        votes = np.array([float(row[c] or 0) for c in columns])
+        top = votes.max()
+        if top <= 0 or int((votes == top).sum()) > 1:
+            continue
+        winner = columns[int(votes.argmax())]
+        if winner in _FERPLUS_TO_OURS:
+            out[key] = _FERPLUS_TO_OURS[winner]
     return out
 
 
