@@ -42,7 +42,7 @@ class Components:
 
 def build_detector(config: AgentConfig) -> FaceDetector:
     # DetectorConfig's fields are create_detector's keyword arguments, one for one.
-    d = config.detector.model_dump()
+    d = config.detector.to_dict()
     return create_detector(d.pop("name"), **d)
 
 
@@ -55,7 +55,10 @@ def build_classifier(config: AgentConfig) -> FaceClassifier:
 
 def build_source(config: AgentConfig) -> FrameSource:
     # max_width is applied by the pipeline, not the source
-    return open_source(config.source.uri, **config.source.model_dump(exclude={"uri", "max_width"}))
+    options = config.source.to_dict()
+    for key in ("uri", "max_width"):
+        options.pop(key)
+    return open_source(config.source.uri, **options)
 
 
 def build_components(config: AgentConfig) -> Components:

@@ -10,55 +10,49 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-
+from agent.config.validation import Section, SettingError, ValidationError, setting
 from agent.errors import ModelError
 
 EMOTION_CLASSES = 7
 GENDER_CLASSES = 2
 
 
-class _CardSection(BaseModel):
+class _CardSection(Section, frozen=True):
     # Cards carry extra documentation (metrics, provenance); only the contract is checked.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    extra_keys = "ignore"
 
 
-class CardInput(_CardSection):
-    height: int = Field(gt=0)
-    width: int = Field(gt=0)
+class CardInput(_CardSection, frozen=True):
+    height: int = setting(gt=0)
+    width: int = setting(gt=0)
     channels: int = 1
     range: tuple[float, float] = (0.0, 1.0)
 
-    @field_validator("channels")
-    @classmethod
-    def _one_channel(cls, v: int) -> int:
-        if v != 1:
-            raise ValueError(f"channels must be 1 (grayscale), got {v}")
-        return v
+    def check(self) -> None:
+        if self.channels != 1:
+            raise SettingError(f"must be 1 (grayscale), got {self.channels}", field="channels")
 
 
-class CardLabels(_CardSection):
+class CardLabels(_CardSection, frozen=True):
     emotion: tuple[str, ...]
     gender: tuple[str, ...]
 
-    @field_validator("emotion", "gender")
-    @classmethod
-    def _count(cls, v: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        want = {"emotion": EMOTION_CLASSES, "gender": GENDER_CLASSES}[str(info.field_name)]
-        if len(v) != want:
-            raise ValueError(f"expected {want} {info.field_name} labels, got {len(v)}")
-        return v
+    def check(self) -> None:
+        for name, want in (("emotion", EMOTION_CLASSES), ("gender", GENDER_CLASSES)):
+            got = len(getattr(self, name))
+            if got != want:
+                raise SettingError(f"expected {want} {name} labels, got {got}", field=name)
 
 
-class CardCrop(_CardSection):
-    margin: float = Field(default=0.2, ge=0.0, le=1.0)
+class CardCrop(_CardSection, frozen=True):
+    margin: float = setting(default=0.2, ge=0.0, le=1.0)
 
 
-class ModelCard(_CardSection):
+class ModelCard(_CardSection, frozen=True):
     input: CardInput
     labels: CardLabels
-    crop: CardCrop = CardCrop()
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    crop: CardCrop = setting(default_factory=CardCrop)
+    metrics: dict[str, Any] = setting(default_factory=dict)
 
 
 def card_path_for(model_path: Path) -> Path:
@@ -75,8 +69,7 @@ def read_card(path: Path) -> ModelCard:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"model card {path} is not valid JSON: {exc}") from exc
     try:
-        return ModelCard.model_validate(raw)
+        return ModelCard.from_mapping(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        raise ModelError(f"model card {path}: {where}: {err['msg']}") from exc
+        where, msg = exc.errors[0]
+        raise ModelError(f"model card {path}: {'.'.join(where) or '(root)'}: {msg}") from exc

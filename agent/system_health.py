@@ -30,8 +30,36 @@ def cpu_temperature_c(pattern: str = THERMAL_GLOB) -> float | None:
     return round(max(readings), 1) if readings else None
 
 
-def memory_mb() -> dict[str, float]:
-    """This process's RSS and the machine's available memory, in MB (psutil when installed)."""
+def memory_mb(proc: Path = Path("/proc")) -> dict[str, float]:
+    """This process's RSS and the machine's available memory, in MB.
+
+    Linux's ``/proc`` gives the same figures psutil computes from it, without adding psutil's
+    ~2 MB of imports to the service it measures; psutil (if installed) covers other systems."""
+    try:
+        status = _kib_fields((proc / "self" / "status").read_text())
+        meminfo = _kib_fields((proc / "meminfo").read_text())
+        rss, total, available = status["VmRSS"], meminfo["MemTotal"], meminfo["MemAvailable"]
+    except (OSError, KeyError):
+        return _memory_from_psutil()
+    return {
+        "rss_mb": round(rss / 1024, 1),
+        "available_mb": round(available / 1024, 1),
+        "used_percent": round(100.0 * (total - available) / total, 1) if total else 0.0,
+    }
+
+
+def _kib_fields(text: str) -> dict[str, int]:
+    """``Name:   1234 kB`` lines -> ``{"Name": 1234}`` (lines without a number are skipped)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        value = rest.split()
+        if value and value[0].isdigit():
+            out[name.strip()] = int(value[0])
+    return out
+
+
+def _memory_from_psutil() -> dict[str, float]:
     try:
         import psutil
     except ImportError:

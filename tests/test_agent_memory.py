@@ -1,4 +1,4 @@
-"""The pinned mmap threshold returns a freed frame-sized buffer to the OS (glibc only)."""
+"""Memory: the pinned mmap threshold (glibc only), and what the run path keeps out of memory."""
 
 from __future__ import annotations
 
@@ -55,3 +55,33 @@ def test_freed_large_buffers_leave_the_heap_once_the_threshold_is_pinned() -> No
 def test_a_users_malloc_setting_wins() -> None:
     set_, _ = _retained_kib("fix", {"MALLOC_MMAP_THRESHOLD_": "1048576"})
     assert set_ == "False"
+
+
+FOOTPRINT = textwrap.dedent(
+    """
+    import sys
+    from agent.cli import build_parser
+    from agent.config import load_config
+    from agent.app import build_classifier, build_detector
+    from agent.bench import process_start_time
+    from agent.system_health import system_health
+    from agent.timing import LatencyRecorder
+
+    build_parser().parse_args(["run", "--source", "demo"])
+    config = load_config(None, environ={"FACECAST_MQTT__PASSWORD": "x"})
+    build_classifier(config), build_detector(config)
+    recorder = LatencyRecorder()
+    recorder.add("detect", 1.0)
+    recorder.summary(), system_health(), process_start_time()
+    heavy = ("pydantic", "importlib.metadata", "psutil", "numpy.ma")
+    print(" ".join(sorted(m for m in heavy if m in sys.modules)))
+    """
+)
+
+
+def test_the_run_path_leaves_heavy_helpers_unimported() -> None:
+    """Each of these once sat in every agent's memory for a convenience: pydantic (config, ~14 MB with
+    the ``importlib.metadata`` its plugin scan pulls in), ``importlib.metadata`` for ``--version``
+    (~3 MB), psutil for two figures /proc has (~2 MB), ``numpy.ma`` via ``np.median`` (~1 MB)."""
+    out = subprocess.run([sys.executable, "-c", FOOTPRINT], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

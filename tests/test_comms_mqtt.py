@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from agent.comms.base import Publisher
 from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import BufferConfig, MqttConfig
+from agent.config.validation import Secret
 
 try:
     from tests import brokers
@@ -308,10 +308,10 @@ def test_sigkill_of_publisher_process_publishes_offline_will(mosquitto: brokers.
 def test_password_never_logged_nor_shown(mosquitto: brokers.Mosquitto, tmp_path, caplog, monkeypatch):
     secret = "hunter2-Sup3rSecret"
     caplog.set_level(logging.DEBUG)
-    cfg = make_config(mosquitto.port, username="cam", password=SecretStr(secret))
+    cfg = make_config(mosquitto.port, username="cam", password=Secret(secret))
     assert secret not in repr(cfg)
     assert secret not in str(cfg)
-    assert secret not in json.dumps(cfg.model_dump(mode="json"))
+    assert secret not in json.dumps(cfg.to_dict(json=True))
     assert cfg.resolve_password() is not None
     pub = MqttPublisher(cfg, DEVICE, tmp_path)
     try:
@@ -353,7 +353,7 @@ def test_password_file_and_systemd_credential(tmp_path):
     assert only_file.get_secret_value() == "from-file"
     # An explicit password wins over both.
     env = {"CREDENTIALS_DIRECTORY": str(cred)}
-    explicit = MqttConfig(password=SecretStr("x"), password_file=pw).resolve_password(env)
+    explicit = MqttConfig(password=Secret("x"), password_file=pw).resolve_password(env)
     assert explicit is not None
     assert explicit.get_secret_value() == "x"
 

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import MqttConfig, MqttTlsConfig
+from agent.config.validation import Secret
 
 try:
     from tests import brokers
@@ -90,7 +90,7 @@ def test_systemd_credential_login(auth_broker, tmp_path, monkeypatch):
 def test_wrong_password_does_not_raise_and_keeps_buffering(auth_broker, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     cfg = MqttConfig(
-        port=auth_broker.port, username="cam", password=SecretStr(SECRET + "-wrong"), reconnect_max_delay=1
+        port=auth_broker.port, username="cam", password=Secret(SECRET + "-wrong"), reconnect_max_delay=1
     )
     pub = MqttPublisher(cfg, DEVICE, tmp_path)
     pub.start()

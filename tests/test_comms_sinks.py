@@ -10,7 +10,6 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import ValidationError
 
 from agent.comms.base import Publisher
 from agent.comms.embedded_broker import EmbeddedBroker, broker_reachable
@@ -18,6 +17,7 @@ from agent.comms.factory import create_publisher
 from agent.comms.mqtt import MqttPublisher
 from agent.comms.stdout import StdoutPublisher
 from agent.config.mqtt import MqttConfig
+from agent.config.validation import ValidationError
 
 try:
     from tests import brokers
@@ -116,11 +116,11 @@ def test_mqtt_publisher_through_embedded_broker(tmp_path):
 
 def test_config_rejects_unknown_keys_naming_them():
     with pytest.raises(ValidationError, match="hots"):
-        MqttConfig.model_validate({"hots": "x"})
+        MqttConfig.from_mapping({"hots": "x"})
     with pytest.raises(ValidationError, match="cafile"):
-        MqttConfig.model_validate({"tls": {"cafile": "/x"}})
+        MqttConfig.from_mapping({"tls": {"cafile": "/x"}})
     with pytest.raises(ValidationError, match="maxevents"):
-        MqttConfig.model_validate({"buffer": {"maxevents": 1}})
+        MqttConfig.from_mapping({"buffer": {"maxevents": 1}})
 
 
 def test_config_defaults_and_coercions(tmp_path):
@@ -131,7 +131,7 @@ def test_config_defaults_and_coercions(tmp_path):
     assert cfg.topic("cam9", "frames") == "facecast/cam9/frames"
     assert cfg.buffer.max_events == 100_000
     assert cfg.buffer.resolve_path(tmp_path) == tmp_path / "buffer.sqlite3"
-    assert MqttConfig.model_validate({"protocol": 5}).protocol == "5"
+    assert MqttConfig.from_mapping({"protocol": 5}).protocol == "5"
     assert MqttConfig(topic_prefix="/home/cams/").topic_prefix == "home/cams"
     with pytest.raises(ValidationError):
         MqttConfig(topic_prefix="a/#")

@@ -41,7 +41,7 @@ def render(template: str, value: str) -> str:
 
 
 def agent_config(port: int, tmp_path) -> AgentConfig:
-    return AgentConfig.model_validate(
+    return AgentConfig.from_mapping(
         {
             "device_id": DEVICE,
             "state_dir": tmp_path / "state",

@@ -29,7 +29,7 @@ def test_system_health_reports_load_and_memory():
 
 def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):  # noqa: F811
     out = io.StringIO()
-    config = AgentConfig.model_validate(
+    config = AgentConfig.from_mapping(
         {
             "device_id": "st",
             "state_dir": tmp_path,

@@ -151,7 +151,7 @@ def test_a_track_ends_after_max_missed_frames_and_one_frame_blips_never_start():
 def test_real_clip_tracks_are_stable_and_cut_message_volume(tmp_path, model_path):  # noqa: F811
     from agent.app import build_classifier, build_detector
 
-    config = AgentConfig.model_validate({"device_id": "clip-test", "model": {"path": model_path}})
+    config = AgentConfig.from_mapping({"device_id": "clip-test", "model": {"path": model_path}})
     components = (build_detector(config), build_classifier(config))
     result = replay(
         clip("news_interview_portrait"), config, components=components, state_dir=tmp_path, max_frames=240

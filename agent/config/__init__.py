@@ -1,4 +1,4 @@
-"""Configuration: pydantic models (``AgentConfig`` is the root) and the file/env/flags loader."""
+"""Configuration: validated sections (``AgentConfig`` is the root) and the file/env/flags loader."""
 
 from agent.config.loader import dump_yaml, load_config, masked_dump
 from agent.config.mqtt import MqttConfig

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from agent.config.settings import AgentConfig
+from agent.config.validation import ValidationError
 from agent.errors import ConfigError
 
 ENV_PREFIX = "FACECAST_"
@@ -47,7 +47,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     Only variables whose first part names a config field are read, so unrelated ``FACECAST_*``
     variables (e.g. ``FACECAST_DATASETS`` for tests) are not mistaken for settings.
     """
-    top = set(AgentConfig.model_fields)
+    top = AgentConfig.field_names()
     out: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -90,16 +90,6 @@ def _dotted_tree(values: Mapping[str, Any] | None) -> dict[str, Any]:
     return tree
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad key, e.g. ``mqtt.hots: unknown key``."""
-    messages = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        messages.append(f"{where}: {msg}")
-    return "; ".join(messages)
-
-
 def load_config(
     path: Path | None = None,
     *,
@@ -116,16 +106,16 @@ def load_config(
     data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
     data = deep_merge(data, _dotted_tree(overrides))
     try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"config error: {describe_validation_error(exc)}") from exc
+        return AgentConfig.from_mapping(data)
+    except ValidationError as exc:  # one line naming each bad key, e.g. ``mqtt.hots: unknown key``
+        raise ConfigError(f"config error: {exc}") from exc
 
 
 def masked_dump(config: AgentConfig) -> dict[str, Any]:
     """The config as plain data with every secret replaced by ``***`` (for ``config check``, logs)."""
     from agent.sources import redact_url
 
-    data = config.model_dump(mode="json")
+    data = config.to_dict(json=True)
     _mask(data)
     data["source"]["uri"] = redact_url(str(data["source"]["uri"]))
     return data

@@ -3,7 +3,8 @@
 Self-contained on purpose: it imports nothing from ``agent.config`` itself, so the root config can
 embed :class:`MqttConfig` without an import cycle.
 
-The password is a :class:`~pydantic.SecretStr`, so ``repr``/``str``/``model_dump`` never show it.
+The password is a :class:`~agent.config.validation.Secret`, so ``repr``/``str``/``to_dict`` never
+show it.
 For systemd units, prefer ``LoadCredential=mqtt_password:/etc/facecast/mqtt_password``: when
 ``$CREDENTIALS_DIRECTORY/mqtt_password`` exists it is used (see :meth:`MqttConfig.resolve_password`).
 """
@@ -15,16 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from agent.config.validation import Secret, Section, SettingError, setting
 
 CREDENTIAL_NAME = "mqtt_password"
 """File name looked up in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``)."""
 
 
-class MqttTlsConfig(BaseModel):
+class MqttTlsConfig(Section):
     """TLS for the broker connection. ``insecure`` skips host-name checks (self-signed test setups)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
     ca_certs: Path | None = None
@@ -32,19 +31,15 @@ class MqttTlsConfig(BaseModel):
     keyfile: Path | None = None
     insecure: bool = False
 
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> MqttTlsConfig:
+    def check(self) -> None:
         if self.keyfile is not None and self.certfile is None:
-            raise ValueError("tls.keyfile is set but tls.certfile is not")
-        return self
+            raise SettingError("keyfile is set but certfile is not", field="keyfile")
 
 
-class BufferConfig(BaseModel):
+class BufferConfig(Section):
     """The on-disk queue that holds accepted events until the broker acknowledges them."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    max_events: int = Field(default=100_000, ge=1)
+    max_events: int = setting(default=100_000, ge=1)
     path: Path | None = None
     """Defaults to ``<state_dir>/buffer.sqlite3`` (see :meth:`resolve_path`)."""
 
@@ -53,53 +48,44 @@ class BufferConfig(BaseModel):
         return self.path if self.path is not None else state_dir / "buffer.sqlite3"
 
 
-class MqttConfig(BaseModel):
+class MqttConfig(Section):
     """Everything needed to reach the broker and to lay out topics.
 
     Topics are ``<topic_prefix>/<device_id>/<subtopic>``; availability is ``.../status``.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = setting(default=1883, ge=1, le=65535)
     client_id: str | None = None
     """Defaults to ``facecast-<device_id>`` (see :meth:`effective_client_id`)."""
-    keepalive: int = Field(default=60, ge=5, le=65535)
+    keepalive: int = setting(default=60, ge=5, le=65535)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     password_file: Path | None = None
-    tls: MqttTlsConfig = Field(default_factory=MqttTlsConfig)
+    tls: MqttTlsConfig = setting(default_factory=MqttTlsConfig)
     topic_prefix: str = "facecast"
-    qos: int = Field(default=1, ge=0, le=1)
+    qos: int = setting(default=1, ge=0, le=1)
     """QoS for frame events. 1 = through the durable buffer; 0 = best effort, never buffered."""
-    reconnect_min_delay: int = Field(default=1, ge=1)
+    reconnect_min_delay: int = setting(default=1, ge=1)
     """Seconds before the first reconnect attempt; doubles per failure up to the max."""
-    reconnect_max_delay: int = Field(default=30, ge=1)
-    max_inflight: int = Field(default=64, ge=1, le=65000)
+    reconnect_max_delay: int = setting(default=30, ge=1)
+    max_inflight: int = setting(default=64, ge=1, le=65000)
     """QoS 1 messages sent but not yet acknowledged. Bounds duplicates after a reconnect."""
-    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    buffer: BufferConfig = setting(default_factory=BufferConfig)
 
-    @field_validator("protocol", mode="before")
     @classmethod
-    def _protocol_as_text(cls, value: object) -> object:
-        # YAML reads `protocol: 5` as an int and `protocol: 3.1.1` as a string.
-        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix_is_a_topic_level(cls, value: str) -> str:
-        value = value.strip("/")
-        if not value or any(c in value for c in "#+\x00"):
-            raise ValueError("topic_prefix must be non-empty and contain no '#', '+' or NUL")
+    def before(cls, name: str, value: object) -> object:
+        if name == "protocol" and isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # YAML reads `protocol: 5` as an int and `protocol: 3.1.1` as text
         return value
 
-    @model_validator(mode="after")
-    def _delays_ordered(self) -> MqttConfig:
+    def check(self) -> None:
+        self.topic_prefix = self.topic_prefix.strip("/")
+        if not self.topic_prefix or any(c in self.topic_prefix for c in "#+\x00"):
+            raise SettingError("must be non-empty and contain no '#', '+' or NUL", field="topic_prefix")
         if self.reconnect_max_delay < self.reconnect_min_delay:
-            raise ValueError("reconnect_max_delay must be >= reconnect_min_delay")
-        return self
+            raise SettingError("must be >= reconnect_min_delay", field="reconnect_max_delay")
 
     def effective_client_id(self, device_id: str) -> str:
         """The MQTT client id: explicit, or derived from the device id so it is stable across runs."""
@@ -109,7 +95,7 @@ class MqttConfig(BaseModel):
         """``<prefix>/<device_id>/<subtopic>``."""
         return f"{self.topic_prefix}/{device_id}/{subtopic.strip('/')}"
 
-    def resolve_password(self, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+    def resolve_password(self, environ: Mapping[str, str] | None = None) -> Secret | None:
         """The password to use, read at start (so a rotated secret is picked up on restart).
 
         Order: ``password``; then ``$CREDENTIALS_DIRECTORY/mqtt_password`` when systemd handed one
@@ -126,7 +112,7 @@ class MqttConfig(BaseModel):
         if cred_dir:
             cred = Path(cred_dir) / CREDENTIAL_NAME
             if cred.is_file():
-                return SecretStr(cred.read_text(encoding="utf-8").rstrip("\r\n"))
+                return Secret(cred.read_text(encoding="utf-8").rstrip("\r\n"))
         if self.password_file is not None:
-            return SecretStr(self.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
+            return Secret(self.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
         return None

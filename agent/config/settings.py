@@ -10,13 +10,12 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from agent.config.mqtt import MqttConfig
+from agent.config.validation import Section, SettingError, setting
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Section(Section):
+    pass
 
 
 def default_state_dir() -> Path:
@@ -32,33 +31,33 @@ class SourceConfig(_Section):
     ``picamera2`` or ``demo``. ``max_width`` scales frames down before detection (0 = never)."""
 
     uri: str = "0"
-    max_width: int = Field(default=640, ge=0)
-    camera_width: int = Field(default=640, gt=0)
-    camera_height: int = Field(default=480, gt=0)
-    max_fps: float = Field(default=0.0, ge=0.0)
+    max_width: int = setting(default=640, ge=0)
+    camera_width: int = setting(default=640, gt=0)
+    camera_height: int = setting(default=480, gt=0)
+    max_fps: float = setting(default=0.0, ge=0.0)
     """Live sources (cameras, streams, picamera2): process at most this many frames a second, always
     the newest; the frames in between are dropped and counted. 0 = as many as the device keeps up
     with. Files, folders and the demo always give every frame."""
-    demo_frames: int = Field(default=300, gt=0)
-    demo_fps: float = Field(default=0.0, ge=0.0)
+    demo_frames: int = setting(default=300, gt=0)
+    demo_fps: float = setting(default=0.0, ge=0.0)
 
 
 class DetectorConfig(_Section):
     name: Literal["blazeface", "haar"] = "blazeface"
     model_path: Path | None = None
     range: Literal["short", "full", "auto"] = "auto"
-    score_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    min_face_size: int = Field(default=0, ge=0)
+    score_threshold: float = setting(default=0.5, gt=0.0, lt=1.0)
+    min_face_size: int = setting(default=0, ge=0)
     """Smallest face side, in pixels of the detection frame (after ``source.max_width``)."""
-    tiles: int = Field(default=1, ge=1, le=6)
-    num_threads: int = Field(default=1, ge=1, le=16)
+    tiles: int = setting(default=1, ge=1, le=6)
+    num_threads: int = setting(default=1, ge=1, le=16)
 
 
 class ModelConfig(_Section):
     """The emotion/gender model. ``path`` None = the installed ``facecast_models`` package."""
 
     path: Path | None = None
-    num_threads: int = Field(default=1, ge=1, le=16)
+    num_threads: int = setting(default=1, ge=1, le=16)
     """LiteRT threads for the classifier (capped at the CPU count). One, because detection already
     runs on the other core, one frame ahead: on a 2-core AVX2 machine, two threads here took the
     agent from 113 to 101 fps on the 640 px clip and from 53 to 45 fps on the 1080p one (their
@@ -71,21 +70,19 @@ class ModelConfig(_Section):
     on a 2-core AVX2 machine) for 63.3% instead of 64.3% FER2013 and 91.4% instead of 91.6% UTKFace
     gender accuracy. Only for the shipped model: with ``path``, point it at the file you want."""
 
-    @model_validator(mode="after")
-    def _flip_tta_needs_the_shipped_model(self) -> ModelConfig:
+    def check(self) -> None:
         if self.path is not None and not self.flip_tta:
-            raise ValueError(
+            raise SettingError(
                 "flip_tta: false selects the shipped single-pass model; with model.path set, "
                 "point model.path at the file you want instead"
             )
-        return self
 
 
 class EventsConfig(_Section):
     publish_empty: bool = False
     """Also publish frames with no face (useful as a liveness signal; costs bandwidth)."""
     subtopic: str = "frames"
-    stats_interval_s: float = Field(default=60.0, ge=0.0)
+    stats_interval_s: float = setting(default=60.0, ge=0.0)
     """Publish health counters on ``.../stats`` this often (0 = never)."""
 
 
@@ -93,24 +90,24 @@ class TrackingConfig(_Section):
     """Faces -> tracks across frames (``agent.tracking``): steadier labels and per-person events."""
 
     enabled: bool = True
-    iou_threshold: float = Field(default=0.2, ge=0.0, le=1.0)
+    iou_threshold: float = setting(default=0.2, ge=0.0, le=1.0)
     """A face joins a track when their boxes overlap at least this much (IoU) ..."""
-    max_center_distance: float = Field(default=0.75, ge=0.0)
+    max_center_distance: float = setting(default=0.75, ge=0.0)
     """... or, failing that, when its centre is within this many track-box sizes (fast motion)."""
-    max_missed: int = Field(default=10, ge=0)
+    max_missed: int = setting(default=10, ge=0)
     """A track ends after this many processed frames without its face."""
-    min_hits: int = Field(default=2, ge=1)
+    min_hits: int = setting(default=2, ge=1)
     """Frames a track needs before its ``new`` event goes out (a one-frame false positive never does)."""
-    ema_alpha: float = Field(default=0.3, gt=0.0, le=1.0)
+    ema_alpha: float = setting(default=0.3, gt=0.0, le=1.0)
     """Weight of the newest frame in the smoothed probabilities (1 = no smoothing)."""
-    update_interval_s: float = Field(default=5.0, gt=0.0)
+    update_interval_s: float = setting(default=5.0, gt=0.0)
     """``update`` events: when a smoothed label changes, else at most this often (never per frame)."""
-    update_min_gap_s: float = Field(default=1.0, ge=0.0)
+    update_min_gap_s: float = setting(default=1.0, ge=0.0)
     """Even label changes are reported at most this often per track (a label see-sawing on a tie)."""
     events_subtopic: str = "events"
     presence_subtopic: str = "presence"
     summary_subtopic: str = "summary"
-    summary_interval_s: float = Field(default=60.0, ge=0.0)
+    summary_interval_s: float = setting(default=60.0, ge=0.0)
     """Per-emotion/per-gender counts are published once per this period (0 = never)."""
 
 
@@ -129,45 +126,36 @@ class DashboardConfig(_Section):
     """``facecast dashboard``: a local page fed by the broker (Server-Sent Events)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8088, ge=0, le=65535)
-    timeline_minutes: float = Field(default=5.0, gt=0.0)
+    port: int = setting(default=8088, ge=0, le=65535)
+    timeline_minutes: float = setting(default=5.0, gt=0.0)
 
 
 class AgentConfig(_Section):
     """Root of the configuration: load it with :func:`agent.config.load_config`."""
 
-    device_id: str = Field(default_factory=socket.gethostname)
-    state_dir: Path = Field(default_factory=default_state_dir)
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    events: EventsConfig = Field(default_factory=EventsConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
-    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    device_id: str = setting(default_factory=socket.gethostname)
+    state_dir: Path = setting(default_factory=default_state_dir)
+    source: SourceConfig = setting(default_factory=SourceConfig)
+    detector: DetectorConfig = setting(default_factory=DetectorConfig)
+    model: ModelConfig = setting(default_factory=ModelConfig)
+    events: EventsConfig = setting(default_factory=EventsConfig)
+    tracking: TrackingConfig = setting(default_factory=TrackingConfig)
+    homeassistant: HomeAssistantConfig = setting(default_factory=HomeAssistantConfig)
+    dashboard: DashboardConfig = setting(default_factory=DashboardConfig)
     sink: Literal["mqtt", "stdout"] = "mqtt"
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    mqtt: MqttConfig = setting(default_factory=MqttConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("source", mode="before")
     @classmethod
-    def _source_shorthand(cls, value: Any) -> Any:
-        # `source: /dev/video0` is the common case; the mapping form is for the rest.
-        return {"uri": str(value)} if isinstance(value, str | int) else value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator("device_id")
-    @classmethod
-    def _topic_safe(cls, value: str) -> str:
-        if not value or any(c in value for c in "/#+\x00 "):
-            raise ValueError("device_id must be non-empty without '/', '#', '+' or spaces")
+    def before(cls, name: str, value: Any) -> Any:
+        if name == "source" and isinstance(value, str | int) and not isinstance(value, bool):
+            # `source: /dev/video0` is the common case; the mapping form is for the rest.
+            return {"uri": str(value)}
+        if name == "log_level" and isinstance(value, str):
+            return value.upper()
         return value
 
-    @model_validator(mode="after")
-    def _expand(self) -> AgentConfig:
+    def check(self) -> None:
+        if not self.device_id or any(c in self.device_id for c in "/#+\x00 "):
+            raise SettingError("must be non-empty without '/', '#', '+' or spaces", field="device_id")
         self.state_dir = self.state_dir.expanduser()
-        return self
