@@ -25,7 +25,7 @@ from training.config import AugmentConfig, FramingConfig, TrainConfig  # noqa: E
 from training.data import TrainingData, class_weights  # noqa: E402
 from training.datasets import Samples  # noqa: E402
 from training.model import ModelSpec, build_model  # noqa: E402
-from training.train import compile_model, epoch_samples, fit, masks, train_dataset  # noqa: E402
+from training.train import compile_model, epoch_samples, fit, make_optimizer, masks, train_dataset  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 
@@ -205,6 +205,15 @@ def test_weight_averaging_is_what_gets_checkpointed(tmp_path: Path, ema: float |
         assert moved > 1e-2
     else:
         assert moved < 1e-2
+
+
+def test_sgd_option_builds_nesterov_momentum_and_trains(tmp_path: Path) -> None:
+    assert isinstance(make_optimizer(TrainConfig()), tf.keras.optimizers.Adam)
+    sgd = make_optimizer(TrainConfig(optimizer="sgd", momentum=0.8, learning_rate=0.01))
+    assert isinstance(sgd, tf.keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.8
+    cfg = TrainConfig(precision="float32", epochs=1, batch_size=32, optimizer="sgd", output_dir=tmp_path)
+    result = fit(cfg, _tiny_training_data(96), verbose=0)
+    assert result.epochs_run == 1 and all(np.isfinite(w.numpy()).all() for w in result.model.trainable_weights)
 
 
 def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_graph(tmp_path: Path) -> None:

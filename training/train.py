@@ -48,11 +48,17 @@ def masks(data_emotion: np.ndarray, data_gender: np.ndarray, class_w: np.ndarray
     return w_e, w_g
 
 
+def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    """The configured optimizer; its learning rate is then driven by the schedule callback."""
+    ema = {"use_ema": cfg.ema_momentum is not None, "ema_momentum": cfg.ema_momentum or 0.99}
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum, nesterov=True, **ema)
+    return keras.optimizers.Adam(cfg.learning_rate, **ema)
+
+
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     model.compile(
-        optimizer=keras.optimizers.Adam(
-            cfg.learning_rate, use_ema=cfg.ema_momentum is not None, ema_momentum=cfg.ema_momentum or 0.99
-        ),
+        optimizer=make_optimizer(cfg),
         loss={
             "emotion": keras.losses.CategoricalCrossentropy(),
             "gender": keras.losses.SparseCategoricalCrossentropy(),
