@@ -66,10 +66,13 @@ FOOTPRINT = textwrap.dedent(
     from agent.bench import process_start_time
     from agent.system_health import system_health
     from agent.timing import LatencyRecorder
+    from agent.comms.mqtt import MqttPublisher
+    from agent.homeassistant.discovery import discovery_payload
 
     build_parser().parse_args(["run", "--source", "demo"])
     config = load_config(None, environ={"FACECAST_MQTT__PASSWORD": "x"})
     build_classifier(config), build_detector(config)
+    assert discovery_payload(config)["o"]["sw"]
     recorder = LatencyRecorder()
     recorder.add("detect", 1.0)
     recorder.summary(), system_health(), process_start_time()
@@ -81,7 +84,8 @@ FOOTPRINT = textwrap.dedent(
 
 def test_the_run_path_leaves_heavy_helpers_unimported() -> None:
     """Each of these once sat in every agent's memory for a convenience: pydantic (config, ~14 MB with
-    the ``importlib.metadata`` its plugin scan pulls in), ``importlib.metadata`` for ``--version``
-    (~3 MB), psutil for two figures /proc has (~2 MB), ``numpy.ma`` via ``np.median`` (~1 MB)."""
+    the ``importlib.metadata`` its plugin scan pulls in), ``importlib.metadata`` for ``--version`` and
+    Home Assistant's ``sw`` field (~3 MB), psutil for two figures /proc has (~2 MB), ``numpy.ma``
+    via ``np.median`` (~1 MB)."""
     out = subprocess.run([sys.executable, "-c", FOOTPRINT], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

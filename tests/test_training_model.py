@@ -213,7 +213,8 @@ def test_sgd_option_builds_nesterov_momentum_and_trains(tmp_path: Path) -> None:
     assert isinstance(sgd, tf.keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.8
     cfg = TrainConfig(precision="float32", epochs=1, batch_size=32, optimizer="sgd", output_dir=tmp_path)
     result = fit(cfg, _tiny_training_data(96), verbose=0)
-    assert result.epochs_run == 1 and all(np.isfinite(w.numpy()).all() for w in result.model.trainable_weights)
+    assert result.epochs_run == 1
+    assert all(np.isfinite(w.numpy()).all() for w in result.model.trainable_weights)
 
 
 def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_graph(tmp_path: Path) -> None:
