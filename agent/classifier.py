@@ -13,7 +13,7 @@ slower, so batching is the default; ``batch=False`` forces the loop.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,13 +61,13 @@ def default_model_path(*, flip_tta: bool = True) -> Path:
 
     ``flip_tta=False`` picks the shipped single-pass variant."""
     filename = MODEL_FILENAME if flip_tta else SINGLE_PASS_FILENAME
-    try:
-        res = importlib.resources.files("facecast_models").joinpath(filename)
-        candidate = Path(str(res))
+    # The package's folder from its import spec, not importlib.resources: that (with the zipfile
+    # module it imports) would stay resident in the agent for one path lookup (~1.5 MB).
+    spec = importlib.util.find_spec("facecast_models")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / filename
         if candidate.is_file():
             return candidate
-    except (ModuleNotFoundError, TypeError):
-        pass
     return Path(__file__).resolve().parents[1] / "models" / filename
 
 

@@ -76,7 +76,7 @@ FOOTPRINT = textwrap.dedent(
     recorder = LatencyRecorder()
     recorder.add("detect", 1.0)
     recorder.summary(), system_health(), process_start_time()
-    heavy = ("pydantic", "importlib.metadata", "psutil", "numpy.ma")
+    heavy = ("pydantic", "importlib.metadata", "importlib.resources", "psutil", "numpy.ma")
     print(" ".join(sorted(m for m in heavy if m in sys.modules)))
     """
 )
@@ -85,7 +85,7 @@ FOOTPRINT = textwrap.dedent(
 def test_the_run_path_leaves_heavy_helpers_unimported() -> None:
     """Each of these once sat in every agent's memory for a convenience: pydantic (config, ~14 MB with
     the ``importlib.metadata`` its plugin scan pulls in), ``importlib.metadata`` for ``--version`` and
-    Home Assistant's ``sw`` field (~3 MB), psutil for two figures /proc has (~2 MB), ``numpy.ma``
-    via ``np.median`` (~1 MB)."""
+    Home Assistant's ``sw`` field (~3 MB), ``importlib.resources`` to find the shipped model (~1.5 MB),
+    psutil for two figures /proc has (~2 MB), ``numpy.ma`` via ``np.median`` (~1 MB)."""
     out = subprocess.run([sys.executable, "-c", FOOTPRINT], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
