@@ -20,6 +20,7 @@ from agent.comms.stdout import StdoutPublisher
 from agent.config import AgentConfig
 from agent.events import SeqAllocator
 from agent.pipeline import FrameResult, Pipeline, PipelineOptions
+from agent.system_health import kib_fields
 
 STAGES = ("decode", "resize", "detect", "classify", "publish")
 
@@ -67,9 +68,9 @@ def rss_split_mb(status: Path = Path("/proc/self/status")) -> tuple[float, float
     them count depends on the page cache (freshly installed libraries sit in large folios and
     inflate RSS by 10-20 MB until evicted), while anonymous memory is the agent's own."""
     try:
-        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-        kib = [int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")]
-    except (OSError, KeyError, ValueError, IndexError):
+        fields = kib_fields(status.read_text())
+        kib = [fields[k] for k in ("VmRSS", "RssAnon", "RssFile")]
+    except (OSError, KeyError):
         return None
     return kib[0] / 1024, kib[1] / 1024, kib[2] / 1024
 

@@ -36,8 +36,8 @@ def memory_mb(proc: Path = Path("/proc")) -> dict[str, float]:
     Linux's ``/proc`` gives the same figures psutil computes from it, without adding psutil's
     ~2 MB of imports to the service it measures; psutil (if installed) covers other systems."""
     try:
-        status = _kib_fields((proc / "self" / "status").read_text())
-        meminfo = _kib_fields((proc / "meminfo").read_text())
+        status = kib_fields((proc / "self" / "status").read_text())
+        meminfo = kib_fields((proc / "meminfo").read_text())
         rss, total, available = status["VmRSS"], meminfo["MemTotal"], meminfo["MemAvailable"]
     except (OSError, KeyError):
         return _memory_from_psutil()
@@ -48,8 +48,9 @@ def memory_mb(proc: Path = Path("/proc")) -> dict[str, float]:
     }
 
 
-def _kib_fields(text: str) -> dict[str, int]:
-    """``Name:   1234 kB`` lines -> ``{"Name": 1234}`` (lines without a number are skipped)."""
+def kib_fields(text: str) -> dict[str, int]:
+    """``Name:   1234 kB`` lines of ``/proc/*/status`` or ``/proc/meminfo`` -> ``{"Name": 1234}``
+    (lines without a number are skipped)."""
     out: dict[str, int] = {}
     for line in text.splitlines():
         name, _, rest = line.partition(":")

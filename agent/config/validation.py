@@ -15,6 +15,7 @@ into one :class:`ValidationError`, whose entries carry the dotted location (``mq
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -186,14 +187,18 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
+_BOUNDS: Mapping[str, tuple[str, Callable[[Any, Any], bool]]] = types.MappingProxyType(
+    {"ge": (">=", operator.ge), "gt": (">", operator.gt), "le": ("<=", operator.le), "lt": ("<", operator.lt)}
+)
+
+
 def _check_bounds(value: Any, bounds: Mapping[str, float]) -> None:
     if value is None:
         return
     for name, limit in bounds.items():
-        ok = {"ge": value >= limit, "gt": value > limit, "le": value <= limit, "lt": value < limit}[name]
-        if not ok:
-            op = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[name]
-            raise SettingError(f"must be {op} {limit:g}, got {value:g}")
+        symbol, holds = _BOUNDS[name]
+        if not holds(value, limit):
+            raise SettingError(f"must be {symbol} {limit:g}, got {value:g}")
 
 
 def _coerce(tp: Any, value: Any) -> Any:  # noqa: PLR0911 - one branch per supported type
@@ -249,28 +254,28 @@ def _to_bool(value: Any) -> bool:
     raise SettingError(f"must be true or false, got {value!r}")
 
 
+def _parsed(value: Any, parse: Callable[[str], Any], what: str) -> Any:
+    """A number written as text (every environment variable is), or ``SettingError`` naming ``what``."""
+    if isinstance(value, str):
+        try:
+            return parse(value.strip())
+        except ValueError:
+            pass
+    raise SettingError(f"must be {what}, got {value!r}")
+
+
 def _to_int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise SettingError(f"must be a whole number, got {value!r}")
+    return int(_parsed(value, int, "a whole number"))
 
 
 def _to_float(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise SettingError(f"must be a number, got {value!r}")
+    return float(_parsed(value, float, "a number"))
 
 
 def _to_str(value: Any) -> str:
