@@ -78,14 +78,17 @@ class PipelineOptions:
     corrupt_log_every: int = 100
     prefetch: int = 2
     """Frames decoded ahead in a thread for file sources (decode overlaps inference; 0 = off).
-    Kept small: each queued 1080p frame is 2 MB (grayscale, see ``keep_color``) of RSS."""
+    Kept small: each queued 1080p frame is 1.2 MB of RSS (half-size luma and the detector's copy,
+    see ``keep_color``)."""
     detect_ahead: bool = field(default_factory=lambda: usable_cpus() > 1)
     """Detect in a thread of its own, one frame ahead of classification, so the two overlap on a
     multi-core CPU (LiteRT and OpenCV release the GIL). On by default with more than one usable core; a
     file with ``prefetch=0`` never uses it (a run processed step by step, as the tracking replay)."""
     keep_color: bool = False
-    """Keep prefetched full-resolution frames in colour (for hooks that need colour pixels);
-    by default they are reduced to luma once the detector's colour copy is made."""
+    """Keep every frame's pixels as the source gave them until the hooks have run (for hooks that
+    need pixels). By default a downscaled frame is reduced to luma (see :func:`luma_reduction`)
+    once the detector's colour copy is made, and the detect stage lets go of the pixels once it
+    has cut the faces out: ``on_faces`` and ``on_frame`` hooks then get ``frame.image is None``."""
 
 
 @dataclass
@@ -137,6 +140,31 @@ def to_pixel_box(det: Detection, factor: float, width: int, height: int) -> tupl
     x1 = min(width, round((det.x + det.w) * factor))
     y1 = min(height, round((det.y + det.h) * factor))
     return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """A frame's faces, cut out and prepared for the classifier, with the frame's size: all the
+    classifier and the event need, so the frame's pixels can go."""
+
+    boxes: list[tuple[int, int, int, int]]
+    batch: npt.NDArray[np.int8]
+    width: int
+    height: int
+    ms: float
+
+
+def _cut_faces(frame: Frame, detections: list[Detection], factor: float, classifier: FaceClassifier) -> _Cut:
+    """Face boxes in the frame's own pixels, and the classifier's inputs cut from its (maybe
+    reduced, see :func:`luma_reduction`) image."""
+    start = time.perf_counter()
+    assert frame.image is not None
+    height, width = frame.extra.get("full_size", frame.image.shape[:2])
+    boxes = [to_pixel_box(d, factor, width, height) for d in detections]
+    k = float(frame.extra.get("luma_scale", 1))
+    crops = boxes if k == 1.0 else [(x / k, y / k, w / k, h / k) for x, y, w, h in boxes]
+    batch = classifier.prepare(frame.image, crops)
+    return _Cut(boxes, batch, width, height, (time.perf_counter() - start) * 1000.0)
 
 
 class _Stage:
@@ -234,12 +262,25 @@ class _Stage:
             yield item
 
 
+def luma_reduction(width: int, max_width: int) -> int:
+    """The integer factor by which a frame's luma is kept smaller than the frame.
+
+    The classifier reads ~48 px faces, and the smallest face the detector reports is ~20 px at the
+    detection width, so luma at 1.5x that width (or more) keeps every face's crop at or above
+    the model's input size, while a 1080p frame's luma costs 0.5 MB instead of 2.
+    """
+    if max_width <= 0:
+        return 1
+    return max(1, int(width // (1.5 * max_width)))
+
+
 def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Frame], None]:
     """Stage work: attach the detector's downscaled copy to the frame.
 
-    Unless ``keep_color``, a frame that was downscaled is then kept as grayscale at full
-    resolution: the detector has its colour copy and the classifier reads luma only, so each queued
-    1080p frame costs 2 MB instead of 6 (the agent's peak RSS).
+    Unless ``keep_color``, a frame that was downscaled is then kept as grayscale, reduced by
+    :func:`luma_reduction`: the detector has its colour copy and the classifier reads luma only, so
+    each queued 1080p frame costs 0.5 MB instead of 6 (the agent's peak RSS). The colour buffer
+    goes back to the source, which decodes the next frame into it.
     """
 
     def work(frame: Frame) -> None:
@@ -250,16 +291,36 @@ def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Fram
         small, factor = detection_image(frame.image, max_width)
         frame.extra["small"] = small, factor
         if factor > 1.0 and not keep_color:
-            frame.image = to_gray(frame.image)
+            full = frame.image
+            height, width = full.shape[:2]
+            luma = to_gray(full)
+            k = luma_reduction(width, max_width)
+            if k > 1:
+                # An exact integer ratio keeps INTER_AREA on its fast path (0.1 ms at 1080p).
+                size = (width // k, height // k)
+                luma = np.asarray(cv2.resize(luma, size, interpolation=cv2.INTER_AREA), np.uint8)
+                frame.extra["full_size"] = height, width
+                frame.extra["luma_scale"] = k
+            frame.image = luma
+            if frame.recycle is not None:
+                frame.recycle(full)  # nothing here holds it any more: the source decodes into it
+            del full
         frame.extra["resize_ms"] = (time.perf_counter() - start) * 1000.0
 
     return work
 
 
-def _detect_ahead(detector: FaceDetector, max_width: int, keep_color: bool) -> Callable[[Frame], None]:
+def _detect_ahead(
+    detector: FaceDetector, classifier: FaceClassifier, max_width: int, keep_color: bool
+) -> Callable[[Frame], None]:
     """Stage work: run the detector on the downscaled copy (made here if no earlier stage did), so
     frame N+1 is being detected while frame N is classified and published (on 2 cores, detection is
-    the longest stage)."""
+    the longest stage).
+
+    Unless ``keep_color``, the faces are then cut out here and the frame's pixels released: a frame
+    waiting for the classifier holds its faces' model inputs (a few KB) instead of a full-size
+    luma plane and the detector's copy (2.7 MB each at 1080p, with up to three frames downstream).
+    """
     downscale = _downscale_for_detection(max_width, keep_color)
 
     def work(frame: Frame) -> None:
@@ -268,8 +329,15 @@ def _detect_ahead(detector: FaceDetector, max_width: int, keep_color: bool) -> C
             if "small" not in frame.extra:
                 return  # not a valid image: the consumer counts and logs it
         start = time.perf_counter()
-        frame.extra["detections"] = detector.detect(frame.extra["small"][0])
+        small, factor = frame.extra["small"]
+        detections = detector.detect(small)
+        frame.extra["detections"] = detections
         frame.extra["detect_ms"] = (time.perf_counter() - start) * 1000.0
+        if keep_color or frame.image is None:
+            return
+        frame.extra["cut"] = _cut_faces(frame, detections, factor, classifier)
+        del frame.extra["small"]
+        frame.image = None
 
     return work
 
@@ -331,8 +399,10 @@ class Pipeline:
             )
             frames = iter(self._stages[-1])
         if self.options.detect_ahead and (live or self._stages):
-            # Depth 1: one detected frame waiting keeps the consumer busy; each holds a full frame.
-            work = _detect_ahead(self.detector, self.options.max_width, self.options.keep_color)
+            # Depth 1: one detected frame waiting keeps the consumer busy (its faces, not its pixels).
+            work = _detect_ahead(
+                self.detector, self.classifier, self.options.max_width, self.options.keep_color
+            )
             self._stages.append(_Stage("detect", frames, work, 1, self._stop))
             frames = iter(self._stages[-1])
         return frames
@@ -380,38 +450,47 @@ class Pipeline:
             )
 
     def process(self, frame: Frame, wait_ms: float = 0.0) -> FrameResult | None:
-        """Detect, classify, publish one frame. Returns None for a corrupt (skipped) frame."""
-        if not valid_image(frame.image):
+        """Detect, classify, publish one frame. Returns None for a corrupt (skipped) frame.
+
+        A frame from the detect stage usually comes with its faces already cut out (``_Cut``) and
+        without pixels; any other frame is detected and cut here."""
+        cut: _Cut | None = frame.extra.get("cut")
+        if cut is None and not valid_image(frame.image):
             self._skip_corrupt(frame)
             return None
-        assert frame.image is not None
-        image = frame.image
         lat: dict[str, float] = {"decode": float(frame.extra.get("decode_ms", wait_ms))}
         self.latency.add("decode", lat["decode"])
-        if "small" in frame.extra:
-            small, factor = frame.extra["small"]
-            lat["resize"] = float(frame.extra.get("resize_ms", 0.0))
+        if "resize_ms" in frame.extra:
+            lat["resize"] = float(frame.extra["resize_ms"])
             self.latency.add("resize", lat["resize"])
-        else:
-            with self.latency.measure("resize", lat):
-                small, factor = detection_image(image, self.options.max_width)
-        height, width = image.shape[:2]
         if "detections" in frame.extra:
-            detections = frame.extra["detections"]
+            detections: list[Detection] = frame.extra["detections"]
             lat["detect"] = float(frame.extra["detect_ms"])
             self.latency.add("detect", lat["detect"])
-        else:
-            with self.latency.measure("detect", lat):
-                detections = self.detector.detect(small)
+        if cut is None:
+            assert frame.image is not None
+            image = frame.image
+            if "small" in frame.extra:
+                small, factor = frame.extra["small"]
+            else:
+                with self.latency.measure("resize", lat):
+                    small, factor = detection_image(image, self.options.max_width)
+            if "detections" not in frame.extra:
+                with self.latency.measure("detect", lat):
+                    detections = self.detector.detect(small)
+            cut = _cut_faces(frame, detections, factor, self.classifier)
+        width, height = cut.width, cut.height
         faces: list[FaceResult] = []
-        with self.latency.measure("classify", lat):
-            if detections:
-                boxes = [to_pixel_box(d, factor, width, height) for d in detections]
-                attrs = self.classifier.classify(image, boxes)
-                faces = [
-                    FaceResult(box=b, score=d.score, attributes=a)
-                    for b, d, a in zip(boxes, detections, attrs, strict=True)
-                ]
+        start = time.perf_counter()
+        if cut.boxes:
+            attrs = self.classifier.classify_batch(cut.batch)
+            faces = [
+                FaceResult(box=b, score=d.score, attributes=a)
+                for b, d, a in zip(cut.boxes, detections, attrs, strict=True)
+            ]
+        # The crop is part of classifying, wherever it ran.
+        lat["classify"] = cut.ms + (time.perf_counter() - start) * 1000.0
+        self.latency.add("classify", lat["classify"])
         for transform in self.hooks.on_faces:
             faces = transform(frame, faces)
         self.stats.processed += 1

@@ -369,6 +369,25 @@ def test_a_video_source_keeps_no_hold_on_a_frame_it_has_handed_out():
     assert next(frames).image.shape == (360, 640, 3)
 
 
+def test_a_video_source_decodes_into_a_buffer_only_once_it_is_handed_back():
+    """Reuse saves a 6 MB allocation per 1080p frame, but a frame still held downstream (a queued
+    colour frame, a hook's copy) must never be overwritten by the next decode."""
+    source = VideoFileSource(clip("short_hamilton_clip"))
+    frames = iter(source)
+    first = next(frames)
+    kept = first.image.copy()
+    second = next(frames)  # not handed back: a new array, the first frame untouched
+    assert not np.shares_memory(first.image, second.image)
+    assert np.array_equal(first.image, kept) and not np.array_equal(second.image, kept)
+    buffer = second.image
+    second.recycle(buffer)
+    third = next(frames)
+    assert third.image is buffer  # decoded in place
+    assert not np.array_equal(third.image, kept)
+    assert np.array_equal(first.image, kept)
+    source.close()
+
+
 def test_a_folder_source_keeps_no_hold_on_an_image_it_has_handed_out(tmp_path):
     import gc
     import weakref

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from agent.errors import SourceError
 from agent.sources.base import Frame
@@ -35,25 +36,37 @@ class VideoFileSource:
             raise SourceError(f"cannot open video file {self.path}")
         self._stop = threading.Event()
         self._read = 0
+        self._spare: npt.NDArray[np.uint8] | None = None
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         try:
             while not self._stop.is_set():
-                ok, image = self._cap.read()
+                spare, self._spare = self._spare, None
+                ok, image = self._cap.read() if spare is None else self._cap.read(spare)
+                del spare
                 if not ok:
                     break
                 self._read += 1
-                frame = Frame(index=index, timestamp=time.time(), image=np.asarray(image, dtype=np.uint8))
+                frame = Frame(
+                    index=index,
+                    timestamp=time.time(),
+                    image=np.asarray(image, dtype=np.uint8),
+                    recycle=self._give_back,
+                )
                 # Drop this generator's own reference while the frame is out: the consumer may
-                # replace frame.image (a 1080p frame by its 2 MB luma), and the next read would
-                # otherwise allocate a second full-size frame while this one is still held here.
+                # replace frame.image (a 1080p frame by its 2 MB luma) and hand the colour buffer
+                # back; unless it does, the next read allocates a new one.
                 del image
                 yield frame
                 index += 1
         finally:
+            self._spare = None
             self._cap.release()
+
+    def _give_back(self, image: npt.NDArray[np.uint8]) -> None:
+        self._spare = image
 
     def close(self) -> None:
         self._stop.set()
