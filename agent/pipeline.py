@@ -318,8 +318,8 @@ def _detect_ahead(
     the longest stage).
 
     Unless ``keep_color``, the faces are then cut out here and the frame's pixels released: a frame
-    waiting for the classifier holds its faces' model inputs (a few KB) instead of a full-size
-    luma plane and the detector's copy (2.7 MB each at 1080p, with up to three frames downstream).
+    waiting for the classifier holds its faces' model inputs (a few KB) instead of its luma plane
+    and the detector's copy (1.2 MB at 1080p, with up to three frames downstream).
     """
     downscale = _downscale_for_detection(max_width, keep_color)
 
