@@ -159,10 +159,11 @@ def _cut_faces(frame: Frame, detections: list[Detection], factor: float, classif
     reduced, see :func:`luma_reduction`) image."""
     start = time.perf_counter()
     assert frame.image is not None
-    height, width = frame.extra.get("full_size", frame.image.shape[:2])
+    image_h, image_w = frame.image.shape[:2]
+    height, width = frame.extra.get("full_size", (image_h, image_w))
     boxes = [to_pixel_box(d, factor, width, height) for d in detections]
-    k = float(frame.extra.get("luma_scale", 1))
-    crops = boxes if k == 1.0 else [(x / k, y / k, w / k, h / k) for x, y, w, h in boxes]
+    sx, sy = image_w / width, image_h / height
+    crops = boxes if sx == sy == 1.0 else [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in boxes]
     batch = classifier.prepare(frame.image, crops)
     return _Cut(boxes, batch, width, height, (time.perf_counter() - start) * 1000.0)
 
@@ -265,9 +266,10 @@ class _Stage:
 def luma_reduction(width: int, max_width: int) -> int:
     """The integer factor by which a frame's luma is kept smaller than the frame.
 
-    The classifier reads ~48 px faces, and the smallest face the detector reports is ~20 px at the
-    detection width, so luma at 1.5x that width (or more) keeps every face's crop at or above
-    the model's input size, while a 1080p frame's luma costs 0.5 MB instead of 2.
+    At 1.5x the detection width (or more), a face of 30 px at that width (the 1080p clip's) still
+    gives a crop of at least the model's 48 px, while a 1080p frame's luma costs 0.5 MB instead
+    of 2. Smaller faces are then cut from fewer pixels than the full frame has; on the 1080p clip
+    the labels changed less than a one-pixel shift of the boxes changes them (agent/README.md).
     """
     if max_width <= 0:
         return 1
@@ -300,7 +302,6 @@ def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Fram
                 size = (width // k, height // k)
                 luma = np.asarray(cv2.resize(luma, size, interpolation=cv2.INTER_AREA), np.uint8)
                 frame.extra["full_size"] = height, width
-                frame.extra["luma_scale"] = k
             frame.image = luma
             if frame.recycle is not None:
                 frame.recycle(full)  # nothing here holds it any more: the source decodes into it

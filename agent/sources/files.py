@@ -56,7 +56,7 @@ class VideoFileSource:
                     recycle=self._give_back,
                 )
                 # Drop this generator's own reference while the frame is out: the consumer may
-                # replace frame.image (a 1080p frame by its 2 MB luma) and hand the colour buffer
+                # replace frame.image (a 1080p frame by its 0.5 MB luma) and hand the colour buffer
                 # back; unless it does, the next read allocates a new one.
                 del image
                 yield frame
