@@ -24,7 +24,7 @@ from training.augment import make_augmenter  # noqa: E402
 from training.config import AugmentConfig, FramingConfig, TrainConfig  # noqa: E402
 from training.data import TrainingData, class_weights  # noqa: E402
 from training.datasets import Samples  # noqa: E402
-from training.model import ModelSpec, build_model  # noqa: E402
+from training.model import ARCHITECTURES, ModelSpec, build_model  # noqa: E402
 from training.train import compile_model, epoch_samples, fit, make_optimizer, masks, train_dataset  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
@@ -75,6 +75,23 @@ def test_missing_labels_are_masked_out_of_the_loss() -> None:
     g3[3] = 1
     loss3, _ = _loss_and_grads(model, x, soft, g3, w_e, w_g)
     assert abs(loss3 - base_loss) > 1e-4
+
+
+# Parameter counts of the shipped and earlier candidates: a checkpoint of any of them must still
+# load, so the layer stack that builds them may be refactored but never changed.
+KNOWN_PARAMETERS = {"vgg-s": 634_089, "vgg-xs": 367_009, "sep-s": 122_025, "vgg-d": 505_561}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_every_candidate_fits_a_pi_and_keeps_the_contract(architecture: str) -> None:
+    model = build_model(ModelSpec(architecture=architecture))
+    assert model.count_params() <= 1_000_000
+    assert model.count_params() == KNOWN_PARAMETERS[architecture]
+    out = model(np.zeros((2, 48, 48, 1), np.float32), training=False)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"emotion": (2, 7), "gender": (2, 2)}
+    # the heads sit on global pooling over a 6x6 map: a 48 px input pooled three times
+    pooled = [layer for layer in model.layers if layer.__class__.__name__ == "MaxPooling2D"]
+    assert len(pooled) == 3
 
 
 def test_class_weights_favour_rare_classes() -> None:

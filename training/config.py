@@ -50,7 +50,7 @@ class AugmentConfig(_Strict):
 
 class TrainConfig(_Strict):
     seed: int = 1234
-    architecture: Literal["vgg-s", "vgg-xs", "sep-s"] = "vgg-xs"
+    architecture: Literal["vgg-s", "vgg-xs", "sep-s", "vgg-d"] = "vgg-xs"
     input_size: int = 48
     dropout: float = 0.4
     weight_decay: float = 1e-4

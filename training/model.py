@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-ARCHITECTURES = ("vgg-s", "vgg-xs", "sep-s")
+ARCHITECTURES = ("vgg-s", "vgg-xs", "sep-s", "vgg-d")
 
 
 @dataclass(frozen=True)
@@ -63,20 +63,26 @@ def build_model(spec: ModelSpec, *, precision: str = "float32") -> keras.Model:
     policy = keras.DTypePolicy(precision)
     if spec.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {spec.architecture!r} (one of {', '.join(ARCHITECTURES)})")
-    widths = {"vgg-s": (32, 64, 128, 256), "vgg-xs": (24, 48, 96, 192), "sep-s": (32, 64, 128, 256)}[
-        spec.architecture
-    ]
+    # Convolutions per resolution stage (48, 24, 12, 6 px at a 48 px input). ``vgg-d`` moves compute
+    # from the 48 px stage, where a grayscale face has little to say, to the 12 and 6 px stages where
+    # expressions are told apart: 3 convolutions there instead of 2 and 1, at fewer MACs in all
+    # (40M against vgg-xs' 54M) and 0.5M parameters.
+    widths, depths = {
+        "vgg-s": ((32, 64, 128, 256), (2, 2, 2, 1)),
+        "vgg-xs": ((24, 48, 96, 192), (2, 2, 2, 1)),
+        "sep-s": ((32, 64, 128, 256), (2, 2, 2, 1)),
+        "vgg-d": ((16, 32, 64, 128), (2, 2, 3, 3)),
+    }[spec.architecture]
     separable = spec.architecture.startswith("sep")
     wd = spec.weight_decay
     inputs = keras.Input((spec.input_size, spec.input_size, 1), name="image")
-    x = _conv(inputs, widths[0], wd, policy=policy)
-    x = _conv(x, widths[0], wd, separable=separable, policy=policy)
-    x = layers.MaxPooling2D(dtype=policy)(x)
-    for w in widths[1:3]:
-        x = _conv(x, w, wd, separable=separable, policy=policy)
-        x = _conv(x, w, wd, separable=separable, policy=policy)
-        x = layers.MaxPooling2D(dtype=policy)(x)
-    x = _conv(x, widths[3], wd, separable=separable, policy=policy)
+    x = inputs
+    for stage, (w, depth) in enumerate(zip(widths, depths, strict=True)):
+        for i in range(depth):
+            # The first convolution sees the raw image: it stays a full convolution even in sep-s.
+            x = _conv(x, w, wd, separable=separable and (stage, i) != (0, 0), policy=policy)
+        if stage < len(widths) - 1:
+            x = layers.MaxPooling2D(dtype=policy)(x)
     shared = layers.GlobalAveragePooling2D(dtype=policy)(x)
 
     e = layers.Dropout(spec.dropout, dtype=policy)(shared)
