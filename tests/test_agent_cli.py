@@ -215,6 +215,10 @@ def test_bench_reports_the_figures(model_path, tmp_path):
         assert anon + file_backed <= result["peak_rss_mb"] + 0.5
         assert result["first_event_s"] is None or 0 < result["first_event_s"] < 30
         assert result["faces"] == 0 or result["classify_ms_per_face"] > 0
+        # CPU time of the classify stage: real work was counted, and a thread cannot spend more CPU
+        # than wall time (plus the thread clock's tick) on its own stage
+        assert result["faces"] == 0 or result["classify_cpu_ms_per_face"] > 0
+        assert result["classify_cpu_ms_per_face"] <= result["classify_ms_per_face"] * 1.1 + 0.05
     # Where detection runs changes the speed, never what is found.
     assert results["--json"]["faces"] == results["--no-detect-ahead"]["faces"] > 0
 
