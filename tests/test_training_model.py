@@ -324,9 +324,12 @@ def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
 def test_int8_tracks_float(smoke_run: Path) -> None:
     card = json.loads((smoke_run / "facecast_int8.json").read_text())
     parity = card["metrics"]["parity"]
-    # Even an undertrained model's int8 copy must agree closely with its float original.
-    for head in ("emotion_accuracy", "gender_accuracy"):
-        assert abs(parity["drop_points"][head]) <= 10.0
+    # Even an undertrained model's int8 copy must agree closely with its float original: in its
+    # probabilities, since its near-chance labels flip under rounding (4 of the 30 gender test
+    # faces of this slice did once, 13 points of "accuracy" from errors of a few hundredths).
+    assert set(parity["drop_points"]) == {"emotion_accuracy", "gender_accuracy"}
+    for head in ("emotion", "gender"):
+        assert 0.0 < parity["probability_mae"][head] <= 0.03
     assert (smoke_run / "training_curves.png").is_file()
     assert list((smoke_run / "plots").glob("confusion_*_int8.png"))
 

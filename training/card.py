@@ -19,6 +19,14 @@ def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _prob_mae(parity: dict[str, Any]) -> str:
+    """Cards written before the probability comparison existed lack it; they render without it."""
+    mae = parity.get("probability_mae")
+    if not mae:
+        return ""
+    return f" Mean absolute probability difference: emotion {mae['emotion']}, gender {mae['gender']}."
+
+
 def write_card_markdown(card: dict[str, Any], path: Path) -> None:
     m = card["metrics"]
     i8, fl = m["int8"], m["float"]
@@ -99,7 +107,7 @@ quantized to full-integer int8 TFLite ({card['file']['bytes'] / 1024:.0f} KiB). 
 | UTKFace test | gender male / female | {_pct(utk['per_sex'].get('male'))} / {_pct(utk['per_sex'].get('female'))} (gap {utk['sex_gap_points']} pts) | {_pct(utk_f['per_sex'].get('male'))} / {_pct(utk_f['per_sex'].get('female'))} |{crowd_rows}
 
 int8 vs float drop (points): emotion {m['parity']['drop_points']['emotion_accuracy']}, gender
-{m['parity']['drop_points']['gender_accuracy']}. Latency (LiteRT, 1 thread, batch 1, median of
+{m['parity']['drop_points']['gender_accuracy']}.{_prob_mae(m['parity'])} Latency (LiteRT, 1 thread, batch 1, median of
 {m['latency_ms']['runs']} runs on the training machine, x86_64 2 cores): **{m['latency_ms']['median']} ms**
 (p95 {m['latency_ms']['p95']} ms).
 
