@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +374,34 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, sets: list[str], match: str) 
     assert "Traceback" not in r.stderr
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("facecast-train: error:")]
     assert len(err) == 1 and match in err[0], r.stderr[-2000:]
+
+
+def _train_step_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, str(repo / "bench" / "bench_train_step.py"), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+
+
+def test_train_step_bench_prints_a_figure_per_run_against_its_baseline() -> None:
+    proc = _train_step_bench("--arch", "sep-s", "--precision", "float32", "--steps", "2", "--repeat", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {
+        f[0]: f
+        for f in (line.split() for line in proc.stdout.splitlines())
+        if f[:1] in (["vgg-xs"], ["sep-s"])
+    }
+    assert list(rows) == ["vgg-xs", "sep-s"]  # the baseline always runs, first
+    assert rows["vgg-xs"][-1] == "1.00"
+    ms, ratio = float(rows["sep-s"][2]), float(rows["sep-s"][-1])
+    assert ms > 0 and ratio > 0
+    assert abs(ratio - ms / float(rows["vgg-xs"][2])) < 0.01
+
+    bad = _train_step_bench("--steps", "0")
+    assert bad.returncode == 2 and "at least 1" in bad.stderr.strip().splitlines()[-1]
