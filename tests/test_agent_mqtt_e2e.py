@@ -3,7 +3,9 @@
 Each shared clip is run for a few frames and every event is checked against the JSON schema.
 Then the fault scenarios, with the agent as a separate process: the broker killed mid-run and
 restarted; the agent SIGKILLed (the broker publishes the retained ``offline`` will); the agent
-restarted while the broker is down (the buffered events arrive, in order, once both are back).
+restarted while the broker is down (the buffered events arrive, in order, once both are back);
+the camera (a local HTTP stream) unplugged for seconds and plugged back in (the MQTT session and the
+retained ``online`` stay, and events carry on with seq unbroken).
 
 The fault scenarios use the built-in ``demo`` source paced at a fixed fps, because file sources
 are processed as fast as the CPU allows and a kill could not be placed "mid-run" reliably.
@@ -271,3 +273,99 @@ def test_agent_run_while_broker_down_then_both_back(tmp_path):
     finally:
         sub.close()
         broker.stop()
+
+
+class _Camera:
+    """A network camera that can be unplugged and plugged back in: a real clip served as an MJPEG
+    stream over local HTTP (OpenCV's FFmpeg backend reads it as it would an IP camera), on a fixed
+    port so that it comes back at the same URL."""
+
+    def __init__(self, folder: Path, clip: Path, frames: int = 90) -> None:
+        import cv2
+
+        cap = cv2.VideoCapture(str(clip))
+        writer = None
+        for _ in range(frames):
+            ok, frame = cap.read()
+            assert ok, f"{clip} has fewer than {frames} frames"
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(
+                    str(folder / "live.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (w, h)
+                )
+            writer.write(frame)
+        assert writer is not None
+        writer.release()
+        cap.release()
+        self.folder = folder
+        self.port = brokers.free_port()
+        self.url = f"http://127.0.0.1:{self.port}/live.avi"
+        self._server: Any = None
+
+    def plug_in(self) -> None:
+        import functools
+        import http.server
+        import threading
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(self.folder))
+        handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def unplug(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.mark.skipif(not CLIPS, reason=f"no clips under {DATASETS / 'videos'}")
+def test_camera_gone_for_seconds_keeps_the_mqtt_session_and_status(mosquitto: brokers.Mosquitto, tmp_path):
+    """The stream's server goes away: the agent reopens it with backoff while its MQTT session and
+    retained ``online`` stay as they were, then carries on, with seq unbroken, once it is back."""
+    clip = next((c for c in CLIPS if c.stem == "news_interview_portrait"), CLIPS[0])
+    camera = _Camera(tmp_path, clip)
+    device = "e2e-camgone"
+    frames_t, status_t = f"facecast/{device}/frames", f"facecast/{device}/status"
+    sub = brokers.Subscriber(mosquitto.port, [frames_t, status_t])
+    camera.plug_in()
+    proc = _facecast(
+        mosquitto.port, tmp_path / "state", device, camera.url, env=_env(FACECAST_SOURCE__MAX_FPS="20")
+    )
+    try:
+        assert brokers.wait_for(lambda: len(sub.payloads(frames_t)) >= 10, 30), "no events from the stream"
+        camera.unplug()
+        # The stream runs dry (the server's last connection ends with the file), then nothing comes.
+        quiet = brokers.wait_for(lambda: _quiet_for(sub, frames_t, 1.5), 20, interval=0.1)
+        assert quiet, "events kept coming with the camera unplugged"
+        time.sleep(3.0)  # gone for several seconds: reopen attempts fail and back off
+        assert proc.poll() is None, "the agent exited when its camera went away"
+        assert brokers.retained(mosquitto.port, status_t) == "online"
+        during = len(sub.payloads(frames_t))
+        camera.plug_in()
+        assert brokers.wait_for(lambda: len(sub.payloads(frames_t)) >= during + 10, 30), (
+            "no events after replug"
+        )
+        proc.send_signal(signal.SIGTERM)
+        err = _finish(proc, timeout=15)
+        assert "reopening with backoff" in err and "reopened" in err
+        assert err.count("connected to") == 1, "the MQTT session was dropped and made again"
+        assert brokers.wait_for(lambda: sub.payloads(status_t)[-1:] == [b"stopped"], 5)
+        assert sub.payloads(status_t) == [b"online", b"stopped"]  # never offline, never re-announced
+        events = _frames(sub, frames_t)
+        assert len({e["boot_id"] for e in events}) == 1
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    finally:
+        camera.unplug()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sub.close()
+
+
+def _quiet_for(sub: brokers.Subscriber, topic: str, seconds: float) -> bool:
+    """True once no message arrived on ``topic`` for ``seconds`` (checked by sampling the count)."""
+    before = len(sub.payloads(topic))
+    time.sleep(seconds)
+    return len(sub.payloads(topic)) == before
