@@ -67,7 +67,7 @@ class ModelConfig(_Section):
     flip_tta: bool = True
     """The shipped model averages each face with its mirror image. ``false`` picks its single-pass
     variant (``facecast_int8_single.tflite``, same weights): half the per-face time (1.67 vs 3.12 ms
-    on a 2-core AVX2 machine) for 63.3% instead of 64.3% FER2013 and 91.4% instead of 91.6% UTKFace
+    on a 2-core AVX2 machine) for 62.9% instead of 63.6% FER2013 and 91.4% instead of 92.1% UTKFace
     gender accuracy. Only for the shipped model: with ``path``, point it at the file you want."""
 
     def check(self) -> None:
