@@ -73,6 +73,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class HttpCamera:
+    """A network camera that can be unplugged and plugged back in: ``frames`` frames of a real clip
+    as MJPEG-in-AVI (readable without seeking) served over local HTTP, which OpenCV's FFmpeg backend
+    reads as it would an IP camera. The port is fixed, so the camera comes back at the same URL."""
+
+    def __init__(self, folder: Path, source: Path, frames: int) -> None:
+        cap = cv2.VideoCapture(str(source))
+        writer = None
+        for _ in range(frames):
+            ok, frame = cap.read()
+            assert ok, f"{source} has fewer than {frames} frames"
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(
+                    str(folder / "live.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (w, h)
+                )
+            writer.write(frame)
+        assert writer is not None
+        writer.release()
+        cap.release()
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/live.avi"
+        self._server: Any = None
+
+    def plug_in(self) -> None:
+        import functools
+        import http.server
+        import threading
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(self.folder))
+        handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def unplug(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
 def astronaut_bgr() -> np.ndarray:
     from agent.sources.demo import astronaut_bgr as load
 

@@ -31,8 +31,10 @@ import pytest
 
 try:
     from tests import brokers
+    from tests.agent_support import HttpCamera
 except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
     import brokers  # type: ignore[no-redef]
+    from agent_support import HttpCamera  # type: ignore[no-redef]
 
 mosquitto = brokers.mosquitto  # fixtures, made visible to pytest
 persistent_mosquitto = brokers.persistent_mosquitto
@@ -275,56 +277,12 @@ def test_agent_run_while_broker_down_then_both_back(tmp_path):
         broker.stop()
 
 
-class _Camera:
-    """A network camera that can be unplugged and plugged back in: a real clip served as an MJPEG
-    stream over local HTTP (OpenCV's FFmpeg backend reads it as it would an IP camera), on a fixed
-    port so that it comes back at the same URL."""
-
-    def __init__(self, folder: Path, clip: Path, frames: int = 90) -> None:
-        import cv2
-
-        cap = cv2.VideoCapture(str(clip))
-        writer = None
-        for _ in range(frames):
-            ok, frame = cap.read()
-            assert ok, f"{clip} has fewer than {frames} frames"
-            if writer is None:
-                h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(
-                    str(folder / "live.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (w, h)
-                )
-            writer.write(frame)
-        assert writer is not None
-        writer.release()
-        cap.release()
-        self.folder = folder
-        self.port = brokers.free_port()
-        self.url = f"http://127.0.0.1:{self.port}/live.avi"
-        self._server: Any = None
-
-    def plug_in(self) -> None:
-        import functools
-        import http.server
-        import threading
-
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(self.folder))
-        handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def unplug(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
 @pytest.mark.skipif(not CLIPS, reason=f"no clips under {DATASETS / 'videos'}")
 def test_camera_gone_for_seconds_keeps_the_mqtt_session_and_status(mosquitto: brokers.Mosquitto, tmp_path):
     """The stream's server goes away: the agent reopens it with backoff while its MQTT session and
     retained ``online`` stay as they were, then carries on, with seq unbroken, once it is back."""
     clip = next((c for c in CLIPS if c.stem == "news_interview_portrait"), CLIPS[0])
-    camera = _Camera(tmp_path, clip)
+    camera = HttpCamera(tmp_path, clip, frames=90)
     device = "e2e-camgone"
     frames_t, status_t = f"facecast/{device}/frames", f"facecast/{device}/status"
     sub = brokers.Subscriber(mosquitto.port, [frames_t, status_t])

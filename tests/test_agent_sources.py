@@ -19,9 +19,9 @@ from agent.sources.files import ImageFolderSource, VideoFileSource
 from agent.sources.live import LatestFrameSource
 
 try:
-    from tests.agent_support import CLIPS, astronaut_bgr, clip, read_frames
+    from tests.agent_support import CLIPS, HttpCamera, astronaut_bgr, clip, read_frames
 except ImportError:
-    from agent_support import CLIPS, astronaut_bgr, clip, read_frames  # type: ignore[no-redef]
+    from agent_support import CLIPS, HttpCamera, astronaut_bgr, clip, read_frames  # type: ignore[no-redef]
 
 
 @pytest.fixture
@@ -313,26 +313,12 @@ def test_stream_errors_never_show_the_password():
 
 @pytest.fixture
 def http_stream(tmp_path):
-    """60 frames of a dataset clip as MJPEG-in-AVI (readable without seeking), served over local
-    HTTP: a real network stream for OpenCV's FFmpeg backend."""
-    import functools
-    import http.server
-
-    cap = cv2.VideoCapture(str(clip("short_hamilton_clip")))
-    writer = cv2.VideoWriter(str(tmp_path / "live.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (640, 360))
-    for _ in range(60):
-        ok, frame = cap.read()
-        assert ok
-        writer.write(frame)
-    writer.release()
-    cap.release()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/live.avi"
-    server.shutdown()
-    server.server_close()
+    """60 frames of a dataset clip served as an MJPEG stream over local HTTP: a real network stream
+    for OpenCV's FFmpeg backend."""
+    camera = HttpCamera(tmp_path, clip("short_hamilton_clip"), frames=60)
+    camera.plug_in()
+    yield camera.url
+    camera.unplug()
 
 
 def test_http_stream_is_live_drops_frames_and_reconnects_at_the_end(http_stream):
