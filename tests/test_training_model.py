@@ -130,6 +130,45 @@ def test_gender_balance_equalises_recall_and_lives_in_the_graph() -> None:
     np.testing.assert_allclose(female_log_odds(out["gender"]), shifted, atol=1e-3)
 
 
+def test_zoom_is_the_centre_of_the_input_enlarged_inside_the_graph() -> None:
+    import cv2
+
+    from training.export import ZOOM_GRID, with_zoom, zoom_crop
+
+    # centred crops of whole pixels on both sides: 48, 46, 44, 42, 40 px at 48 px
+    assert [zoom_crop(48, z) for z in ZOOM_GRID] == [(0, 48), (1, 46), (2, 44), (3, 42), (4, 40)]
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(ModelSpec(architecture="vgg-xs"))
+    x = np.random.default_rng(5).random((3, 48, 48, 1), dtype=np.float32)
+    by_hand = np.stack([cv2.resize(im[3:45, 3:45, 0], (48, 48), interpolation=cv2.INTER_LINEAR) for im in x])
+    zoomed = with_zoom(model, 48, 0.875).predict(x, verbose=0)
+    expected = model.predict(by_hand[..., None], verbose=0)
+    for head in ("emotion", "gender"):
+        np.testing.assert_allclose(zoomed[head], expected[head], atol=1e-5)
+    assert np.abs(zoomed["emotion"] - model.predict(x, verbose=0)["emotion"]).max() > 1e-4
+
+
+def test_inference_choice_is_the_cheapest_within_a_tenth_of_a_point_of_the_best() -> None:
+    from training.config import load_config
+    from training.export import MIN_GAIN, Candidate, candidates, choose
+
+    plain, zoomed, mirrored, both = (
+        Candidate(1.0, False),
+        Candidate(0.92, False),
+        Candidate(1.0, True),
+        Candidate(0.92, True),
+    )
+    # nothing beats the plain pass by more than the margin: the plain pass
+    assert choose({plain: 1.5, zoomed: 1.5 + 0.9 * MIN_GAIN, both: 1.5 + MIN_GAIN / 2}) == plain
+    # a one-pass zoom within the margin of a two-pass best wins on cost
+    assert choose({plain: 1.5, zoomed: 1.53, mirrored: 1.52, both: 1.531}) == zoomed
+    assert choose({plain: 1.5, zoomed: 1.51, mirrored: 1.52, both: 1.54}) == both
+    # the config bounds the candidates, cheapest first
+    auto = candidates(load_config(None, {}))
+    assert auto[0] == plain and auto[-1].flip and len(auto) == 10
+    assert candidates(load_config(None, {"zoom": 0.9, "flip_tta": False})) == [Candidate(0.9, False)]
+
+
 def test_augmenter_output_range_and_shape() -> None:
     aug = make_augmenter(FramingConfig(), AugmentConfig(), 48)
     imgs = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 1), dtype=np.uint8)
@@ -336,6 +375,39 @@ def test_int8_tracks_float(smoke_run: Path) -> None:
     assert list((smoke_run / "plots").glob("confusion_*_int8.png"))
 
 
+def test_a_zoomed_mirrored_model_strips_to_one_pass_and_runs_batched(smoke_run: Path, tmp_path: Path) -> None:
+    """The smoke config builds every graph piece (zoom, mirror batch, gender offset); the
+    single-pass tool and the agent's batched inference must both work on such a graph."""
+    import cv2
+
+    from agent.classifier import load_classifier
+    from training.single_pass import write_single_pass
+
+    shipped = smoke_run / "shipped"
+    card = json.loads((shipped / "facecast_int8.json").read_text())
+    assert card["zoom"] == 0.875 and card["flip_tta"] is True
+    assert card["training"]["inference_choice"]["chosen"] == "zoom 0.875 + mirror"
+    assert "central 0.875 of each side" in (shipped / "MODEL_CARD.md").read_text()
+
+    faces = sorted((datasets_root() / "fer2013" / "test" / "happy").glob("*.png"))[:4]
+    x = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in faces])
+    averaged = load_classifier(shipped / "facecast_int8.tflite")
+    q = averaged._lut[x][..., None]  # the agent's own quantization of a [0, 255] image
+    assert averaged.batch  # the slice and resize of the zoom accept a batch of faces
+    batched = averaged._invoke(q)
+    one_by_one = [averaged._invoke(q[i : i + 1]) for i in range(len(q))]
+    for head in ("emotion", "gender"):
+        np.testing.assert_allclose(batched[head], np.concatenate([o[head] for o in one_by_one]), atol=1e-6)
+
+    single_path = write_single_pass(
+        shipped / "facecast_int8.tflite", tmp_path / "facecast_int8_single.tflite"
+    )
+    (tmp_path / "facecast_int8_single.json").write_text(json.dumps({**card, "flip_tta": False}))
+    single = load_classifier(single_path)
+    one, mirror = single._invoke(q), single._invoke(np.ascontiguousarray(q[:, :, ::-1]))
+    assert np.abs(batched["emotion"] - (one["emotion"] + mirror["emotion"]) / 2).max() <= 2 / 256
+
+
 def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> None:
     other_architecture = (
         "--config",
@@ -361,6 +433,7 @@ def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> N
         (["epochz=3"], "epochz: unknown key"),
         (["batch_size=many"], "batch_size"),
         (["data.root=/nonexistent/datasets"], "not found"),
+        (["zoom=1.5"], "zoom: must be 'auto' or a number from 0.5 to 1.0, got 1.5"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path: Path, sets: list[str], match: str) -> None:

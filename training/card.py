@@ -27,6 +27,25 @@ def _prob_mae(parity: dict[str, Any]) -> str:
     return f" Mean absolute probability difference: emotion {mae['emotion']}, gender {mae['gender']}."
 
 
+def _inside_graph(card: dict[str, Any]) -> str:
+    """What the graph does to its input before and after the network, so a reader of the card knows
+    the file takes the whole face crop even where the network sees less of it. Older cards have no
+    zoom."""
+    zoom, flip = card.get("zoom", 1.0), card.get("flip_tta", False)
+    steps = []
+    if zoom != 1.0:
+        steps.append(f"the network reads the central {zoom:g} of each side of the input, enlarged back to full size")
+    if flip:
+        steps.append("it averages each face with its mirror image")
+    if not steps:
+        return ""
+    return (
+        "\n- **Inside the graph** (chosen on validation data, applied by every consumer of the file): "
+        + "; ".join(steps)
+        + "."
+    )
+
+
 def write_card_markdown(card: dict[str, Any], path: Path) -> None:
     m = card["metrics"]
     i8, fl = m["int8"], m["float"]
@@ -60,6 +79,7 @@ def write_card_markdown(card: dict[str, Any], path: Path) -> None:
         )
         if not crowd_f:
             crowd_rows += " Its float figure was not measured: the row was added after the training run."
+    inside = _inside_graph(card)
     gb = tr.get("gender_balance") or {}
     balance = ""
     if gb:
@@ -86,7 +106,7 @@ quantized to full-integer int8 TFLite ({card['file']['bytes'] / 1024:.0f} KiB). 
 ## Preprocessing (one definition: `agent/preprocess.py`, used by training, evaluation and the agent)
 - Grayscale (ITU-R 601 luma), resize to {inp['height']}x{inp['width']} (area filter when shrinking), scale to [0, 1].
 - **Framing**: the agent crops a square around the detector box, grown by `crop.margin` =
-  **{card['crop']['margin']}** of the box side on each side, clamped to the frame.
+  **{card['crop']['margin']}** of the box side on each side, clamped to the frame.{inside}
 - Training only: random crop-scale (FER2013 crops {tr['framing']['tight_scale']}, UTKFace crops
   {tr['framing']['loose_scale']} of the image side, centre shift ±{tr['framing']['shift']}), so the model
   covers the range from a tight FER2013-style crop to UTKFace's whole aligned face; horizontal flip,

@@ -6,7 +6,7 @@ two softmax outputs (``export.with_flip_tta``). That doubles the per-face cost, 
 are not always kept, and requantizing would change it anyway, so this edits the int8 graph itself:
 
 * ``REVERSE_V2`` + ``CONCATENATION`` on the input (the mirror batch) are dropped: the first
-  convolution reads the input directly;
+  convolution reads the input directly (or, in a zoomed model, the zoomed input);
 * each ``SPLIT -> ADD -> MUL(0.5)`` after a softmax (the average) is dropped: its consumers, or the
   signature output, read the softmax directly.
 
@@ -51,27 +51,27 @@ def strip_flip_tta(model_bytes: bytes) -> bytes:
     names = _opnames(model)
     ops = list(graph.operators)
     kind = [names[op.opcodeIndex] for op in ops]
-    (image,) = [int(t) for t in graph.inputs]
 
     def consumers(tensor: int) -> list[Any]:
         return [op for op in ops if tensor in [int(t) for t in op.inputs]]
 
     drop: set[int] = set()
-    # 1. The mirror batch: REVERSE_V2(image) and CONCATENATION(image, reversed).
-    rev = [i for i, op in enumerate(ops) if kind[i] == "REVERSE_V2" and int(op.inputs[0]) == image]
+    # 1. The mirror batch: REVERSE_V2(x) and CONCATENATION(x, reversed), where x is the input or,
+    # in a zoomed model, the zoomed input.
+    rev = [i for i, op in enumerate(ops) if kind[i] == "REVERSE_V2"]
     if len(rev) != 1:
-        raise ExportError("not a mirror-averaged model: no REVERSE_V2 on the input")
-    mirrored = int(ops[rev[0]].outputs[0])
+        raise ExportError("not a mirror-averaged model: no single REVERSE_V2 (the mirror image)")
+    source, mirrored = int(ops[rev[0]].inputs[0]), int(ops[rev[0]].outputs[0])
     cat = [
         i
         for i, op in enumerate(ops)
-        if kind[i] == "CONCATENATION" and [int(t) for t in op.inputs] == [image, mirrored]
+        if kind[i] == "CONCATENATION" and [int(t) for t in op.inputs] == [source, mirrored]
     ]
     if len(cat) != 1:
-        raise ExportError("not a mirror-averaged model: no CONCATENATION of the input and its mirror")
+        raise ExportError("not a mirror-averaged model: no CONCATENATION of a face and its mirror")
     batch = int(ops[cat[0]].outputs[0])
     for op in consumers(batch):
-        op.inputs = [image if int(t) == batch else int(t) for t in op.inputs]
+        op.inputs = [source if int(t) == batch else int(t) for t in op.inputs]
     drop |= {rev[0], cat[0]}
 
     # 2. Each average: SPLIT(softmax) -> ADD(a, b) -> MUL(sum, 0.5).
