@@ -66,9 +66,9 @@ class ModelConfig(_Section):
     """Classify all faces of a frame in one invoke when the runtime allows it."""
     flip_tta: bool = True
     """The shipped model averages each face with its mirror image. ``false`` picks its single-pass
-    variant (``facecast_int8_single.tflite``, same weights): half the per-face time (1.67 vs 3.12 ms
-    on a 2-core AVX2 machine) for 62.9% instead of 63.6% FER2013 and 91.4% instead of 92.1% UTKFace
-    gender accuracy. Only for the shipped model: with ``path``, point it at the file you want."""
+    variant (``facecast_int8_single.tflite``, same weights): half the per-face time (0.32 vs 0.61 ms
+    on a 2-core Sapphire Rapids machine) for 65.0% instead of 65.8% FER2013 and 91.3% instead of
+    91.6% UTKFace gender accuracy. Only for the shipped model: with ``path``, point it at the file you want."""
 
     def check(self) -> None:
         if self.path is not None and not self.flip_tta:
