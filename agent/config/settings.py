@@ -68,7 +68,8 @@ class ModelConfig(_Section):
     """The shipped model averages each face with its mirror image. ``false`` picks its single-pass
     variant (``facecast_int8_single.tflite``, same weights): half the per-face time (0.32 vs 0.61 ms
     on a 2-core Sapphire Rapids machine) for 65.0% instead of 65.8% FER2013 and 91.3% instead of
-    91.6% UTKFace gender accuracy. Only for the shipped model: with ``path``, point it at the file you want."""
+    91.6% UTKFace gender accuracy. Only for the shipped model: with ``path``, point it at the file
+    you want."""
 
     def check(self) -> None:
         if self.path is not None and not self.flip_tta:
