@@ -185,6 +185,28 @@ def test_augmenter_output_range_and_shape() -> None:
     np.testing.assert_allclose(same[..., 0], imgs[..., 0] / 255.0, atol=1e-5)
 
 
+def test_crops_larger_than_the_image_see_reflected_context() -> None:
+    imgs = np.random.default_rng(2).integers(0, 256, (4, 64, 64, 1), dtype=np.uint8)
+    tags = tf.constant(np.array([0, 1, 0, 1]))
+    still = AugmentConfig(flip=False, rotation_deg=0.0, brightness=0.0, contrast=0.0)
+    # A range reaching past 1 pads the canvas; a crop at exactly 1 must not move because of it.
+    reach = FramingConfig(tight_scale=(1.0, 1.0), loose_scale=(1.0, 1.3), shift=0.0)
+    padded = make_augmenter(reach, still, 64)
+    same = padded(tf.constant(imgs), tf.constant(np.zeros(4, dtype=np.int64))).numpy()
+    np.testing.assert_allclose(same[..., 0], imgs[..., 0] / 255.0, atol=1e-5)
+    # Scale 79/63 on an 80 px output puts every sample on a pixel: the image with 8 reflected pixels
+    # each side, centred, whatever the requested shift (the box must contain the image).
+    s = 79 / 63
+    big = make_augmenter(FramingConfig(tight_scale=(s, s), loose_scale=(s, s), shift=0.0), still, 80)
+    out = big(tf.constant(imgs), tags).numpy()[..., 0]
+    ref = np.pad(imgs[..., 0] / 255.0, ((0, 0), (8, 8), (8, 8)), mode="reflect")
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    shifted = make_augmenter(FramingConfig(tight_scale=(s, s), loose_scale=(s, s), shift=0.2), still, 80)
+    moved = shifted(tf.constant(imgs), tags).numpy()[..., 0]
+    assert np.abs(moved - ref).max() > 0.01  # the shift moves the box, but only within the padding:
+    assert (moved == 0.0).mean() < 0.01  # no extrapolated black bars
+
+
 def test_gender_only_samples_are_drawn_at_their_fraction_each_epoch() -> None:
     n_fer, n_utk = 300, 500
     emotion = np.concatenate([np.arange(n_fer) % 7, np.full(n_utk, -1)])
@@ -434,6 +456,7 @@ def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> N
         (["batch_size=many"], "batch_size"),
         (["data.root=/nonexistent/datasets"], "not found"),
         (["zoom=1.5"], "zoom: must be 'auto' or a number from 0.5 to 1.0, got 1.5"),
+        (["framing.tight_scale=[0.9, 1.8]"], "framing.tight_scale: must be [low, high] with 0.3 <= low"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path: Path, sets: list[str], match: str) -> None:

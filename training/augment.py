@@ -21,6 +21,11 @@ def _uniform(n: tf.Tensor, lo: float | tf.Tensor, hi: float | tf.Tensor) -> tf.T
 def make_augmenter(framing: FramingConfig, aug: AugmentConfig, size: int):  # type: ignore[no-untyped-def]
     """Returns ``fn(images_uint8 [B,C,C,1], framing_tag [B]) -> float32 [B,size,size,1] in [0,1]``."""
 
+    # Scales above 1 reach past the stored image: reflect-pad once so those crops see mirrored
+    # context rather than black bars, which no camera frame has.
+    reach = max(framing.tight_scale[1], framing.loose_scale[1]) - 1.0
+    pad = math.ceil(reach * framing.canvas) if reach > 0 else 0
+
     def augment(images: tf.Tensor, tag: tf.Tensor) -> tf.Tensor:
         n = tf.shape(images)[0]
         x = tf.cast(images, tf.float32) / 255.0
@@ -29,9 +34,16 @@ def make_augmenter(framing: FramingConfig, aug: AugmentConfig, size: int):  # ty
         hi = tf.where(loose, framing.loose_scale[1], framing.tight_scale[1])
         s = tf.random.uniform([n]) * (hi - lo) + lo
         half = s / 2.0
-        cx = tf.clip_by_value(0.5 + _uniform(n, -framing.shift, framing.shift), half, 1.0 - half)
-        cy = tf.clip_by_value(0.5 + _uniform(n, -framing.shift, framing.shift), half, 1.0 - half)
+        # The box stays inside the image when smaller than it and contains it when larger.
+        c_lo, c_hi = tf.minimum(half, 1.0 - half), tf.maximum(half, 1.0 - half)
+        cx = tf.clip_by_value(0.5 + _uniform(n, -framing.shift, framing.shift), c_lo, c_hi)
+        cy = tf.clip_by_value(0.5 + _uniform(n, -framing.shift, framing.shift), c_lo, c_hi)
         boxes = tf.stack([cy - half, cx - half, cy + half, cx + half], axis=1)
+        if pad:
+            # crop_and_resize maps box 0..1 to pixel centres 0..side-1; keep that after padding.
+            span = tf.cast(tf.shape(x)[1] - 1, tf.float32)
+            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+            boxes = (boxes * span + pad) / (span + 2.0 * pad)
         x = tf.image.crop_and_resize(x, boxes, tf.range(n), (size, size))
         if aug.flip:
             flip = tf.random.uniform([n, 1, 1, 1]) < 0.5

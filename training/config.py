@@ -40,6 +40,14 @@ class FramingConfig(_Strict):
     # (1.10x) reproduces both native framings; training crops cover 0.77x-1.14x around that.
     agent_margin: float = 0.05
 
+    @field_validator("tight_scale", "loose_scale")
+    @classmethod
+    def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        # Above 1.5 the reflected border would outweigh the face itself.
+        if not 0.3 <= v[0] <= v[1] <= 1.5:
+            raise ValueError(f"must be [low, high] with 0.3 <= low <= high <= 1.5, got {list(v)}")
+        return v
+
 
 class AugmentConfig(_Strict):
     flip: bool = True
