@@ -66,9 +66,9 @@ class ModelConfig(_Section):
     """Classify all faces of a frame in one invoke when the runtime allows it."""
     flip_tta: bool = True
     """The shipped model averages each face with its mirror image. ``false`` picks its single-pass
-    variant (``facecast_int8_single.tflite``, same weights): half the per-face time (0.32 vs 0.61 ms
-    on a 2-core Sapphire Rapids machine) for 65.0% instead of 65.8% FER2013 and 91.3% instead of
-    91.6% UTKFace gender accuracy. Only for the shipped model: with ``path``, point it at the file
+    variant (``facecast_int8_single.tflite``, same weights): half the per-face time (0.34 vs 0.63 ms
+    on a 2-core Sapphire Rapids machine) for 65.0% instead of 66.05% FER2013 and 91.6% instead of
+    92.2% UTKFace gender accuracy. Only for the shipped model: with ``path``, point it at the file
     you want."""
 
     def check(self) -> None:
