@@ -59,14 +59,14 @@ def test_missing_labels_are_masked_out_of_the_loss() -> None:
 
     soft = np.zeros((6, 7), dtype=np.float32)
     soft[np.arange(3), emotion[:3]] = 1.0
-    g = np.clip(gender, 0, None)
+    g = np.eye(2, dtype=np.float32)[np.clip(gender, 0, None)]  # targets are soft rows, as in training
     base_loss, base_grads = _loss_and_grads(model, x, soft, g, w_e, w_g)
 
     # Garbage in the MISSING labels changes nothing ...
     soft2 = soft.copy()
     soft2[3:, 1] = 1.0
     g2 = g.copy()
-    g2[:3] = 1
+    g2[:3] = [0.0, 1.0]
     loss2, grads2 = _loss_and_grads(model, x, soft2, g2, w_e, w_g)
     assert loss2 == pytest.approx(base_loss, rel=1e-6)
     for a, b in zip(base_grads, grads2, strict=True):
@@ -74,9 +74,16 @@ def test_missing_labels_are_masked_out_of_the_loss() -> None:
 
     # ... while a change in a PRESENT label does (so the check above can fail).
     g3 = g.copy()
-    g3[3] = 1
+    g3[3] = [0.0, 1.0]
     loss3, _ = _loss_and_grads(model, x, soft, g3, w_e, w_g)
     assert abs(loss3 - base_loss) > 1e-4
+
+    # A teacher's target for a missing label counts at the pseudo weight, and only then.
+    w_e4, w_g4 = masks(emotion, gender, cw, soft_emotion=soft2, soft_gender=g2, pseudo_weight=0.3)
+    assert w_e4.tolist() == pytest.approx([1, 1, 1, 0.3, 0.3, 0.3])
+    assert w_g4.tolist() == pytest.approx([0.3, 0.3, 0.3, 1, 1, 1])
+    loss4, _ = _loss_and_grads(model, x, soft2, g2, w_e4, w_g4)
+    assert abs(loss4 - base_loss) > 1e-4
 
 
 # Parameter counts of the shipped and earlier candidates: a checkpoint of any of them must still

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -39,6 +39,14 @@ class FramingConfig(_Strict):
     # datasets: whole FER2013 image = 1.14x the box side (median), whole UTKFace image = 1.07x, so 0.05
     # (1.10x) reproduces both native framings; training crops cover 0.77x-1.14x around that.
     agent_margin: float = 0.05
+    # Crop at ``supersample`` x the input size, then average each k x k block down to the input.
+    # The reporting protocol and the agent shrink a face with a box filter (INTER_AREA) straight
+    # from the source; a bilinear crop-and-resize from a 64 px canvas to 48 px resamples twice and
+    # aliases, so the model learned from softer faces than it is fed. With a canvas of k x input
+    # that holds each image at an integer multiple of its native side (pixel replication), a crop
+    # at scale 1 gives back exactly what the protocol feeds: FER2013's 48 px original and
+    # UTKFace's 96 -> 48 px area average. 1: off, the crop goes straight to the input size.
+    supersample: int = Field(default=1, ge=1, le=4)
 
     @field_validator("tight_scale", "loose_scale")
     @classmethod
@@ -54,6 +62,21 @@ class AugmentConfig(_Strict):
     rotation_deg: float = 10.0
     brightness: float = 0.15
     contrast: float = 0.25
+
+
+class DistillConfig(_Strict):
+    """Soft targets from a teacher: an int8 model file with the facecast contract (e.g. a shipped one).
+
+    The teacher's probabilities for every training image (its whole image, preprocessed as its card
+    says) are computed once before training. A head that has a label learns from a blend of the
+    label target and the teacher's; a head that has none (gender on FER2013, emotion on UTKFace)
+    learns the teacher's probabilities at ``pseudo_weight``, so each head sees both datasets' faces.
+    Never give a teacher that was trained on this run's validation split: its targets would leak it.
+    """
+
+    teacher: Path | None = None
+    blend: float = Field(default=0.4, ge=0.0, lt=1.0)  # teacher's share of a labelled head's target
+    pseudo_weight: float = Field(default=0.3, ge=0.0, le=1.0)  # loss weight of a teacher-only target
 
 
 class TrainConfig(_Strict):
@@ -92,6 +115,7 @@ class TrainConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     framing: FramingConfig = Field(default_factory=FramingConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
     representative_samples: int = 500
     # Average each face with its mirror image inside the exported graph ("auto": only if that
     # raises the validation score; decided on validation data, never on test).
@@ -114,6 +138,16 @@ class TrainConfig(_Strict):
         if v != "auto" and not (number and 0.5 <= float(v) <= 1.0):  # type: ignore[arg-type]
             raise ValueError(f"must be 'auto' or a number from 0.5 to 1.0, got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _canvas_holds_supersampled_crop(self) -> TrainConfig:
+        need = self.framing.supersample * self.input_size
+        if self.framing.supersample > 1 and self.framing.canvas < need:
+            raise ValueError(
+                f"framing.canvas: must be at least supersample x input_size = {need} with supersample "
+                f"{self.framing.supersample}, got {self.framing.canvas}"
+            )
+        return self
 
 
 class ConfigError(Exception):
@@ -150,11 +184,15 @@ def load_config(path: Path | None, overrides: dict[str, object] | None = None) -
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"config error: {where}: {msg}") from None
+        # A check across sections (a model validator) has no location: its message names the key.
+        raise ConfigError(f"config error: {where}: {msg}" if where else f"config error: {msg}") from None
     # Relative paths in a config file are relative to that file, so configs are portable.
     if not cfg.data.root.is_absolute():
         cfg.data.root = (base / cfg.data.root).resolve()
     if not cfg.output_dir.is_absolute():
         cfg.output_dir = (Path.cwd() / cfg.output_dir).resolve()
     cfg.data.manifests = [m if m.is_absolute() else (base / m).resolve() for m in cfg.data.manifests]
+    teacher = cfg.distill.teacher
+    if teacher is not None and not teacher.is_absolute():
+        cfg.distill.teacher = (base / teacher).resolve()
     return cfg

@@ -32,6 +32,7 @@ from training.datasets import (
     load_utkface,
     split_validation,
 )
+from training.distill import TeacherInfo, apply_teacher
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class TrainingData:
     val: Samples  # images at input size, protocol preprocessing
     emotion_class_weight: npt.NDArray[np.float32]
     summary: dict[str, int]
+    teacher: TeacherInfo | None = None
+    # Loss weight of a head's target that only a teacher gave (no label): 0 without a teacher.
+    pseudo_weight: float = 0.0
 
 
 def to_input_size(samples: Samples, size: int) -> Samples:
@@ -122,6 +126,7 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
 
     if not train_parts:
         raise DatasetError("no dataset enabled: set data.fer2013, data.utkface or data.manifests")
+    teacher = apply_teacher(train_parts, cfg.distill)
     train = concat(train_parts, size=canvas)
     val = concat([p for p in val_parts if len(p)], size=size)
     weights = class_weights(train.emotion, len(EMOTIONS), cfg.class_weight_power)
@@ -132,4 +137,6 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         val=val,
         emotion_class_weight=weights,
         summary=summary,
+        teacher=teacher,
+        pseudo_weight=cfg.distill.pseudo_weight if teacher is not None else 0.0,
     )

@@ -66,6 +66,7 @@ class Samples:
     names: list[str]
     source: str
     emotion_soft: npt.NDArray[np.float32] | None = None  # (N, 7) FER+ vote distribution, if any
+    gender_soft: npt.NDArray[np.float32] | None = None  # (N, 2) soft gender target (a teacher's), if any
     age: npt.NDArray[np.int64] | None = None
     race: npt.NDArray[np.int64] | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -82,6 +83,7 @@ class Samples:
             names=[self.names[i] for i in idx],
             source=self.source,
             emotion_soft=None if self.emotion_soft is None else self.emotion_soft[idx],
+            gender_soft=None if self.gender_soft is None else self.gender_soft[idx],
             age=None if self.age is None else self.age[idx],
             race=None if self.race is None else self.race[idx],
             extra=dict(self.extra),
@@ -453,30 +455,52 @@ def split_validation(
     return samples.subset(train_idx), samples.subset(val_idx)
 
 
+def to_canvas(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    """Bring an image to the training canvas: pixel replication when ``size`` is a whole multiple.
+
+    Replication keeps every source pixel intact, so a box filter of the same factor (the
+    supersampled crop's last step) returns the original image exactly; any other size is resampled
+    as the protocol does."""
+    side = image.shape[0]
+    if image.shape[:2] == (side, side) and size > side and size % side == 0:
+        k = size // side
+        return np.repeat(np.repeat(image, k, axis=0), k, axis=1)
+    return resize(image, size, size)
+
+
+def soft_or_onehot(
+    soft: npt.NDArray[np.float32] | None, labels: npt.NDArray[np.int64], n_classes: int
+) -> npt.NDArray[np.float32]:
+    """The given soft targets, or the labels' one-hot rows (all zeros where a label is missing)."""
+    if soft is not None:
+        return soft
+    out = np.zeros((len(labels), n_classes), dtype=np.float32)
+    has = labels >= 0
+    out[np.flatnonzero(has), labels[has]] = 1.0
+    return out
+
+
 def concat(parts: Sequence[Samples], *, size: int) -> Samples:
-    """Join samples from several sources at one image size (soft labels default to one-hot)."""
-    images, emo, gen, names, soft, src = [], [], [], [], [], []
+    """Join samples from several sources at one image size (soft targets default to one-hot).
+
+    A missing label's soft target is all zeros unless a teacher filled it in."""
+    images, emo, gen, names, soft_e, soft_g = [], [], [], [], [], []
     for part in parts:
         imgs = part.images
         if imgs.shape[1:] != (size, size):
-            imgs = np.stack([resize(im, size, size) for im in imgs])
+            imgs = np.stack([to_canvas(im, size) for im in imgs])
         images.append(imgs)
         emo.append(part.emotion)
         gen.append(part.gender)
         names.extend(part.names)
-        if part.emotion_soft is not None:
-            soft.append(part.emotion_soft)
-        else:
-            s = np.zeros((len(part), len(EMOTIONS)), dtype=np.float32)
-            has = part.emotion >= 0
-            s[np.flatnonzero(has), part.emotion[has]] = 1.0
-            soft.append(s)
-        src.extend([part.source] * len(part))
+        soft_e.append(soft_or_onehot(part.emotion_soft, part.emotion, len(EMOTIONS)))
+        soft_g.append(soft_or_onehot(part.gender_soft, part.gender, len(GENDERS)))
     return Samples(
         images=np.concatenate(images).astype(np.uint8),
         emotion=np.concatenate(emo),
         gender=np.concatenate(gen),
         names=names,
         source="+".join(p.source for p in parts),
-        emotion_soft=np.concatenate(soft).astype(np.float32),
+        emotion_soft=np.concatenate(soft_e).astype(np.float32),
+        gender_soft=np.concatenate(soft_g).astype(np.float32),
     )

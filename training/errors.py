@@ -11,12 +11,22 @@ class ExportError(Exception):
     """A model that cannot be converted or does not meet the model contract."""
 
 
+class TeacherError(Exception):
+    """A distillation teacher that is missing, unreadable or not a facecast model."""
+
+
 def _expected() -> tuple[type[Exception], ...]:
     from training.config import ConfigError
     from training.datasets import DatasetError
 
     return (
-        ConfigError, DatasetError, ExportError, CheckpointMismatchError, FileNotFoundError, PermissionError
+        ConfigError,
+        DatasetError,
+        ExportError,
+        CheckpointMismatchError,
+        TeacherError,
+        FileNotFoundError,
+        PermissionError,
     )
 
 

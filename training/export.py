@@ -396,6 +396,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
             "emotion_class_weight": train_summary.get("emotion_class_weight"),
             "class_imbalance": f"per-sample loss weights (inverse class frequency)^{cfg.class_weight_power}",
             "ferplus_blend": cfg.data.ferplus_blend,
+            "distillation": train_summary.get("distillation"),
             "augmentation": json.loads(cfg.augment.model_dump_json()),
             "framing": json.loads(cfg.framing.model_dump_json()),
             "seed": cfg.seed,

@@ -21,6 +21,7 @@ import tensorflow as tf
 from training.augment import make_augmenter
 from training.config import TrainConfig
 from training.data import TrainingData
+from training.datasets import GENDERS, soft_or_onehot
 from training.errors import CheckpointMismatchError
 from training.model import ModelSpec, build_model
 from training.tfenv import resolve_precision
@@ -40,11 +41,27 @@ def spec_from_config(cfg: TrainConfig) -> ModelSpec:
     )
 
 
-def masks(data_emotion: np.ndarray, data_gender: np.ndarray, class_w: np.ndarray) -> tuple[Any, Any]:
-    """Per-sample loss weights: a missing label (-1) gets weight 0, so that head learns nothing from it."""
+def masks(
+    data_emotion: np.ndarray,
+    data_gender: np.ndarray,
+    class_w: np.ndarray,
+    *,
+    soft_emotion: np.ndarray | None = None,
+    soft_gender: np.ndarray | None = None,
+    pseudo_weight: float = 0.0,
+) -> tuple[Any, Any]:
+    """Per-sample loss weights: a missing label (-1) gets weight 0, so that head learns nothing from it.
+
+    Unless a teacher gave that head a target (a soft row that sums to 1): it then weighs
+    ``pseudo_weight``, below a label's, since it is only the teacher's reading of the face."""
     has_e = data_emotion >= 0
+    has_g = data_gender >= 0
     w_e = np.where(has_e, class_w[np.clip(data_emotion, 0, None)], 0.0).astype(np.float32)
-    w_g = (data_gender >= 0).astype(np.float32)
+    w_g = has_g.astype(np.float32)
+    if pseudo_weight > 0.0:
+        for w, has, soft in ((w_e, has_e, soft_emotion), (w_g, has_g, soft_gender)):
+            if soft is not None:
+                w[~has & (soft.sum(axis=1) > 0.5)] = pseudo_weight
     return w_e, w_g
 
 
@@ -61,29 +78,40 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
         optimizer=make_optimizer(cfg),
         loss={
             "emotion": keras.losses.CategoricalCrossentropy(),
-            "gender": keras.losses.SparseCategoricalCrossentropy(),
+            "gender": keras.losses.CategoricalCrossentropy(),
         },
         loss_weights={"emotion": 1.0, "gender": cfg.gender_loss_weight},
         weighted_metrics={
             "emotion": [keras.metrics.CategoricalAccuracy(name="acc")],
-            "gender": [keras.metrics.SparseCategoricalAccuracy(name="acc")],
+            "gender": [keras.metrics.CategoricalAccuracy(name="acc")],
         },
     )
 
 
 def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
+    """Augmented batches of ``(image, soft targets, loss weights)``; both heads' targets are soft
+    (a label's one-hot, blended with FER+ votes or a teacher's probabilities where configured)."""
     t = data.train
     assert t.emotion_soft is not None
-    w_e, w_g = masks(t.emotion, t.gender, data.emotion_class_weight)
+    soft_g = soft_or_onehot(t.gender_soft, t.gender, len(GENDERS))
+    w_e, w_g = masks(
+        t.emotion,
+        t.gender,
+        data.emotion_class_weight,
+        soft_emotion=t.emotion_soft,
+        soft_gender=soft_g,
+        pseudo_weight=data.pseudo_weight,
+    )
     augment = make_augmenter(cfg.framing, cfg.augment, cfg.input_size)
     ds = tf.data.Dataset.from_tensor_slices(
         (
             t.images[..., None],
             data.framing,
             t.emotion_soft,
-            np.clip(t.gender, 0, None),
+            soft_g,
             w_e,
             w_g,
+            gender_only(t.emotion, t.gender),
         )
     )
     ds = ds.shuffle(len(t), seed=cfg.seed, reshuffle_each_iteration=True)
@@ -91,22 +119,21 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
         frac = cfg.gender_only_fraction
 
         def _draw(*cols):  # type: ignore[no-untyped-def]
-            # gender-only exactly as ``gender_only`` defines it, read from the loss masks
-            only_gender = tf.logical_and(cols[4] <= 0.0, cols[5] > 0.0)
-            return tf.logical_or(tf.logical_not(only_gender), tf.random.uniform([]) < frac)
+            return tf.logical_or(tf.logical_not(cols[6]), tf.random.uniform([]) < frac)
 
         ds = ds.filter(_draw)
     ds = ds.batch(cfg.batch_size)
 
     def _map(*cols):  # type: ignore[no-untyped-def]
-        img, tag, soft, gender, we, wg = cols
+        img, tag, soft, gender, we, wg, _ = cols
         return augment(img, tag), {"emotion": soft, "gender": gender}, {"emotion": we, "gender": wg}
 
     return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 def gender_only(emotion: np.ndarray, gender: np.ndarray) -> np.ndarray:
-    """Samples that train the gender head alone: what ``gender_only_fraction`` thins out."""
+    """Samples labelled for gender alone: what ``gender_only_fraction`` thins out (a teacher's
+    emotion target on them does not count: it is not a label)."""
     return np.asarray((emotion < 0) & (gender >= 0))
 
 
@@ -125,8 +152,9 @@ def val_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
     w_e = has.astype(np.float32)  # unweighted accuracy on validation: what we report
     w_g = (v.gender >= 0).astype(np.float32)
     x = (v.images.astype(np.float32) / 255.0)[..., None]
+    g_onehot = np.eye(2, dtype=np.float32)[np.clip(v.gender, 0, None)]
     ds = tf.data.Dataset.from_tensor_slices(
-        (x, {"emotion": onehot, "gender": np.clip(v.gender, 0, None)}, {"emotion": w_e, "gender": w_g})
+        (x, {"emotion": onehot, "gender": g_onehot}, {"emotion": w_e, "gender": w_g})
     )
     return ds.batch(256)
 
