@@ -508,3 +508,21 @@ def test_train_step_bench_prints_a_figure_per_run_against_its_baseline() -> None
 
     bad = _train_step_bench("--steps", "0")
     assert bad.returncode == 2 and "at least 1" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_a_head_without_validation_labels_is_left_out_of_the_score(tmp_path: Path) -> None:
+    import csv
+
+    from training.train import scored_heads
+
+    both = _tiny_training_data(64)
+    assert scored_heads(both) == ("emotion", "gender")
+    gender_only = dataclasses.replace(both, val=both.val.subset(np.flatnonzero(both.val.gender >= 0)))
+    assert scored_heads(gender_only) == ("gender",)
+    cfg = TrainConfig(precision="float32", epochs=1, batch_size=32, output_dir=tmp_path)
+    fit(cfg, gender_only, verbose=0)
+    with (tmp_path / "history.csv").open() as fh:
+        row = next(csv.DictReader(fh))
+    # the score is the gender head's accuracy, not its mean with an empty emotion head's 0
+    assert float(row["val_score"]) == pytest.approx(float(row["val_gender_acc"]))
+    assert float(row["val_gender_acc"]) > 0.0

@@ -163,12 +163,22 @@ class ScoreAndSchedule(keras.callbacks.Callback):  # type: ignore[misc]
     """Cosine learning rate over whichever ends first, the epoch plan or the wall-clock budget.
 
     Training then always ends annealed, however many epochs the machine manages; ``val_score`` (the
-    mean of both heads' validation accuracy) is what checkpoints and early stopping watch.
+    mean validation accuracy of the heads in ``scored_heads``) is what checkpoints and early
+    stopping watch. A head without validation labels (emotion in a gender-only run) is left out:
+    Keras reports its accuracy over no samples as 0, which would halve the score and show as a
+    head that learned nothing.
     """
 
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, state_file: Path) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        steps_per_epoch: int,
+        state_file: Path,
+        scored_heads: tuple[str, ...] = ("emotion", "gender"),
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.scored_heads = scored_heads
         self.steps_per_epoch = steps_per_epoch
         self.state_file = state_file
         state = json.loads(state_file.read_text()) if state_file.is_file() else {}
@@ -197,16 +207,21 @@ class ScoreAndSchedule(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
-            parts = [logs[k] for k in ("val_emotion_acc", "val_gender_acc") if k in logs]
+            parts = [logs[f"val_{h}_acc"] for h in self.scored_heads if f"val_{h}_acc" in logs]
             logs["val_score"] = float(np.mean(parts)) if parts else 0.0
             logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
+
+            def figure(key: str, head: str) -> str:
+                value = logs.get(key) if head in self.scored_heads else None
+                return "-" if value is None else f"{value:.4f}"
+
             log.info(
-                "epoch %d: emotion acc %.4f val %.4f | gender acc %.4f val %.4f | lr %.2e | %.0f s",
+                "epoch %d: emotion acc %s val %s | gender acc %s val %s | lr %.2e | %.0f s",
                 epoch + 1,
-                logs.get("emotion_acc", float("nan")),
-                logs.get("val_emotion_acc", float("nan")),
-                logs.get("gender_acc", float("nan")),
-                logs.get("val_gender_acc", float("nan")),
+                figure("emotion_acc", "emotion"),
+                figure("val_emotion_acc", "emotion"),
+                figure("gender_acc", "gender"),
+                figure("val_gender_acc", "gender"),
                 logs["lr"],
                 self._elapsed(),
             )
@@ -252,6 +267,14 @@ class TrainResult:
     precision: str
 
 
+def scored_heads(data: TrainingData) -> tuple[str, ...]:
+    """The heads that have validation labels, so the checkpoint score can rank them."""
+    heads = tuple(
+        h for h, labels in (("emotion", data.val.emotion), ("gender", data.val.gender)) if (labels >= 0).any()
+    )
+    return heads or ("emotion", "gender")
+
+
 def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResult:
     keras.utils.set_random_seed(cfg.seed)
     spec = spec_from_config(cfg)
@@ -267,7 +290,7 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     callbacks: list[keras.callbacks.Callback] = [
         # first, so validation, checkpoints and the backup all see the averaged weights
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum else []),
-        ScoreAndSchedule(cfg, steps, out / "train_state.json"),
+        ScoreAndSchedule(cfg, steps, out / "train_state.json", scored_heads(data)),
         keras.callbacks.ModelCheckpoint(
             best, monitor="val_score", mode="max", save_best_only=True, save_weights_only=True
         ),
