@@ -526,3 +526,34 @@ def test_a_head_without_validation_labels_is_left_out_of_the_score(tmp_path: Pat
     # the score is the gender head's accuracy, not its mean with an empty emotion head's 0
     assert float(row["val_score"]) == pytest.approx(float(row["val_gender_acc"]))
     assert float(row["val_gender_acc"]) > 0.0
+
+
+def test_a_training_only_age_head_learns_from_aged_samples_and_is_dropped_for_export(tmp_path: Path) -> None:
+    import csv
+
+    from training.model import contract_heads
+    from training.train import age_targets, val_dataset
+
+    data = _tiny_training_data(64)
+    age = np.where(data.train.gender >= 0, np.arange(64) + 1, -1)  # the UTKFace-like half has ages
+    data = dataclasses.replace(data, train=dataclasses.replace(data.train, age=age))
+    data = dataclasses.replace(data, val=dataclasses.replace(data.val, age=age))
+    target, weight = age_targets(age, 64)
+    assert weight.tolist() == (age >= 0).astype(float).tolist()
+    assert target[age >= 0, 0].max() == pytest.approx(0.64)
+    cfg = TrainConfig(precision="float32", epochs=1, batch_size=32, age_loss_weight=2.0, output_dir=tmp_path)
+    _, y, w = next(iter(train_dataset(data, cfg)))
+    assert set(y) == set(w) == {"emotion", "gender", "age"}
+    assert set(next(iter(val_dataset(data, cfg)))[1]) == {"emotion", "gender", "age"}
+    result = fit(cfg, data, verbose=0)
+    assert set(result.model.output_names) == {"emotion", "gender", "age"}
+    with (tmp_path / "history.csv").open() as fh:
+        assert float(next(csv.DictReader(fh))["age_loss"]) > 0.0
+    exported = contract_heads(result.model)
+    assert set(exported.output_names) == {"emotion", "gender"}
+    x = np.random.default_rng(4).random((3, 48, 48, 1), dtype=np.float32)
+    full, heads = result.model.predict(x, verbose=0), exported.predict(x, verbose=0)
+    for head in ("emotion", "gender"):
+        np.testing.assert_allclose(heads[head], full[head], atol=1e-6)
+    # without an age weight the spec (and so every earlier run folder and card) has no age key
+    assert "age_head" not in ModelSpec().as_dict() and ModelSpec(age_head=True).as_dict()["age_head"] is True

@@ -97,6 +97,9 @@ class TrainConfig(_Strict):
     max_minutes: float | None = None  # wall-clock budget; the best checkpoint is kept
     class_weight_power: float = Field(default=0.5, ge=0.0, le=1.0)  # 0 none, 1 inverse frequency
     gender_loss_weight: float = 1.0
+    # Weight of a training-only age head's loss (a Huber loss on age / 100, UTKFace's age labels);
+    # 0: no age head. The exported model keeps only the emotion and gender heads either way.
+    age_loss_weight: float = Field(default=0.0, ge=0.0)
     # Keep an exponential moving average of the weights (Polyak averaging) and validate, checkpoint
     # and export that average instead of the last step's weights, which at a high learning rate
     # jump by several validation points from one epoch to the next. None: off.

@@ -484,7 +484,7 @@ def concat(parts: Sequence[Samples], *, size: int) -> Samples:
     """Join samples from several sources at one image size (soft targets default to one-hot).
 
     A missing label's soft target is all zeros unless a teacher filled it in."""
-    images, emo, gen, names, soft_e, soft_g = [], [], [], [], [], []
+    images, emo, gen, names, soft_e, soft_g, ages = [], [], [], [], [], [], []
     for part in parts:
         imgs = part.images
         if imgs.shape[1:] != (size, size):
@@ -495,6 +495,7 @@ def concat(parts: Sequence[Samples], *, size: int) -> Samples:
         names.extend(part.names)
         soft_e.append(soft_or_onehot(part.emotion_soft, part.emotion, len(EMOTIONS)))
         soft_g.append(soft_or_onehot(part.gender_soft, part.gender, len(GENDERS)))
+        ages.append(part.age if part.age is not None else np.full(len(part), -1, dtype=np.int64))
     return Samples(
         images=np.concatenate(images).astype(np.uint8),
         emotion=np.concatenate(emo),
@@ -503,4 +504,5 @@ def concat(parts: Sequence[Samples], *, size: int) -> Samples:
         source="+".join(p.source for p in parts),
         emotion_soft=np.concatenate(soft_e).astype(np.float32),
         gender_soft=np.concatenate(soft_g).astype(np.float32),
+        age=np.concatenate(ages).astype(np.int64),  # -1 where a source has no age
     )

@@ -22,7 +22,7 @@ from training.data import to_input_size
 from training.datasets import EMOTIONS, GENDERS, load_fer2013_folder, load_utkface
 from training.errors import ExportError
 from training.evaluate import TFLiteModel, load_test_sets, score
-from training.model import build_model
+from training.model import build_model, contract_heads
 from training.train import BEST_WEIGHTS, load_weights_checked, spec_from_config
 
 log = logging.getLogger(__name__)
@@ -302,6 +302,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     spec = spec_from_config(cfg)
     model = build_model(spec)
     load_weights_checked(model, out / BEST_WEIGHTS)
+    model = contract_heads(model)
     val_scores, val_gender, val_sex = validation_scores(model, cfg)
     totals = {c: v["emotion"] + v["gender"] for c, v in val_scores.items()}
     chosen = choose(totals)

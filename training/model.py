@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 ARCHITECTURES = ("vgg-s", "vgg-xs", "sep-s", "vgg-d")
+AGE_SCALE = 100.0  # the age head regresses age / AGE_SCALE, so its target is about 0-1
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,13 @@ class ModelSpec:
     n_genders: int = 2
     dropout: float = 0.4
     weight_decay: float = 1e-4
+    # A training-only third head regressing age (UTKFace labels it): age and perceived gender share
+    # cues (a child's face carries few of an adult's sex differences), so learning one shapes the
+    # shared features for the other. ``contract_heads`` drops it before export.
+    age_head: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "architecture": self.architecture,
             "input_size": self.input_size,
             "n_emotions": self.n_emotions,
@@ -33,6 +38,9 @@ class ModelSpec:
             "dropout": self.dropout,
             "weight_decay": self.weight_decay,
         }
+        if self.age_head:  # only when on, so run folders and cards of earlier models still match
+            out["age_head"] = True
+        return out
 
 
 def _conv(
@@ -93,4 +101,18 @@ def build_model(spec: ModelSpec, *, precision: str = "float32") -> keras.Model:
     g = layers.Dropout(spec.dropout, dtype=policy)(shared)
     g = layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.L2(wd), dtype=policy)(g)
     gender = layers.Dense(spec.n_genders, activation="softmax", name="gender", dtype="float32")(g)
-    return keras.Model(inputs, {"emotion": emotion, "gender": gender}, name=f"facecast_{spec.architecture}")
+    outputs = {"emotion": emotion, "gender": gender}
+    if spec.age_head:
+        a = layers.Dropout(spec.dropout, dtype=policy)(shared)
+        a = layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.L2(wd), dtype=policy)(a)
+        outputs["age"] = layers.Dense(1, name="age", dtype="float32")(a)  # age / AGE_SCALE
+    return keras.Model(inputs, outputs, name=f"facecast_{spec.architecture}")
+
+
+def contract_heads(model: keras.Model) -> keras.Model:
+    """The model with only the contract's outputs, ``emotion`` and ``gender`` (training-only heads
+    such as ``age`` removed); the same layers and weights."""
+    if set(model.output_names) == {"emotion", "gender"}:
+        return model
+    heads = {h: model.get_layer(h).output for h in ("emotion", "gender")}
+    return keras.Model(model.inputs, heads, name=model.name)

@@ -23,7 +23,7 @@ from training.config import TrainConfig
 from training.data import TrainingData
 from training.datasets import GENDERS, soft_or_onehot
 from training.errors import CheckpointMismatchError
-from training.model import ModelSpec, build_model
+from training.model import AGE_SCALE, ModelSpec, build_model
 from training.tfenv import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def spec_from_config(cfg: TrainConfig) -> ModelSpec:
         input_size=cfg.input_size,
         dropout=cfg.dropout,
         weight_decay=cfg.weight_decay,
+        age_head=cfg.age_loss_weight > 0,
     )
 
 
@@ -74,13 +75,18 @@ def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
+    loss: dict[str, keras.losses.Loss] = {
+        "emotion": keras.losses.CategoricalCrossentropy(),
+        "gender": keras.losses.CategoricalCrossentropy(),
+    }
+    weights = {"emotion": 1.0, "gender": cfg.gender_loss_weight}
+    if "age" in model.output_names:
+        loss["age"] = keras.losses.Huber(delta=0.1)  # quadratic within 10 years, linear beyond
+        weights["age"] = cfg.age_loss_weight
     model.compile(
         optimizer=make_optimizer(cfg),
-        loss={
-            "emotion": keras.losses.CategoricalCrossentropy(),
-            "gender": keras.losses.CategoricalCrossentropy(),
-        },
-        loss_weights={"emotion": 1.0, "gender": cfg.gender_loss_weight},
+        loss=loss,
+        loss_weights=weights,
         weighted_metrics={
             "emotion": [keras.metrics.CategoricalAccuracy(name="acc")],
             "gender": [keras.metrics.CategoricalAccuracy(name="acc")],
@@ -112,6 +118,7 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
             w_e,
             w_g,
             gender_only(t.emotion, t.gender),
+            *age_targets(t.age, len(t)),
         )
     )
     ds = ds.shuffle(len(t), seed=cfg.seed, reshuffle_each_iteration=True)
@@ -125,10 +132,19 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
     ds = ds.batch(cfg.batch_size)
 
     def _map(*cols):  # type: ignore[no-untyped-def]
-        img, tag, soft, gender, we, wg, _ = cols
-        return augment(img, tag), {"emotion": soft, "gender": gender}, {"emotion": we, "gender": wg}
+        img, tag, soft, gender, we, wg, _, age, wa = cols
+        y, w = {"emotion": soft, "gender": gender}, {"emotion": we, "gender": wg}
+        if cfg.age_loss_weight > 0:
+            y["age"], w["age"] = age, wa
+        return augment(img, tag), y, w
 
     return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def age_targets(age: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The age head's target (age / AGE_SCALE) and loss weight (0 where a sample has no age)."""
+    a = np.full(n, -1, np.int64) if age is None else age
+    return (np.maximum(a, 0) / AGE_SCALE).astype(np.float32)[:, None], (a >= 0).astype(np.float32)
 
 
 def gender_only(emotion: np.ndarray, gender: np.ndarray) -> np.ndarray:
@@ -153,9 +169,10 @@ def val_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
     w_g = (v.gender >= 0).astype(np.float32)
     x = (v.images.astype(np.float32) / 255.0)[..., None]
     g_onehot = np.eye(2, dtype=np.float32)[np.clip(v.gender, 0, None)]
-    ds = tf.data.Dataset.from_tensor_slices(
-        (x, {"emotion": onehot, "gender": g_onehot}, {"emotion": w_e, "gender": w_g})
-    )
+    y, w = {"emotion": onehot, "gender": g_onehot}, {"emotion": w_e, "gender": w_g}
+    if cfg.age_loss_weight > 0:
+        y["age"], w["age"] = age_targets(v.age, len(v))
+    ds = tf.data.Dataset.from_tensor_slices((x, y, w))
     return ds.batch(256)
 
 
