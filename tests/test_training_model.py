@@ -557,3 +557,30 @@ def test_a_training_only_age_head_learns_from_aged_samples_and_is_dropped_for_ex
         np.testing.assert_allclose(heads[head], full[head], atol=1e-6)
     # without an age weight the spec (and so every earlier run folder and card) has no age key
     assert "age_head" not in ModelSpec().as_dict() and ModelSpec(age_head=True).as_dict()["age_head"] is True
+
+
+def test_a_gender_branch_gives_gender_its_own_last_stage() -> None:
+    """With ``gender_branch`` the last stage is two: the emotion loss must not move the branch and the
+    gender loss must not move the shared last stage, or the heads still compete for those filters."""
+    import keras
+
+    model = build_model(ModelSpec(architecture="vgg-s", gender_branch=192))
+    assert model.count_params() == 851_945 <= 1_000_000
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    shared_last, branch = convs[-2], convs[-1]
+    assert (shared_last.filters, branch.filters) == (256, 192)
+    x = np.random.default_rng(5).random((4, 48, 48, 1), dtype=np.float32)
+    emotion_target = np.eye(7, dtype=np.float32)[[0, 3, 5, 6]]
+    gender_target = np.eye(2, dtype=np.float32)[[0, 1, 1, 0]]
+    for head, target, moved, still in (
+        ("emotion", emotion_target, shared_last, branch),
+        ("gender", gender_target, branch, shared_last),
+    ):
+        with tf.GradientTape() as tape:
+            out = model(x, training=False)
+            loss = keras.losses.CategoricalCrossentropy()(target, out[head])
+        g_moved, g_still = tape.gradient(loss, [moved.kernel, still.kernel])
+        assert g_moved is not None and float(tf.reduce_max(tf.abs(g_moved))) > 0.0
+        assert g_still is None or float(tf.reduce_max(tf.abs(g_still))) == 0.0
+    assert ModelSpec(gender_branch=192).as_dict()["gender_branch"] == 192
+    assert "gender_branch" not in ModelSpec().as_dict()  # earlier run folders and cards still match

@@ -100,6 +100,8 @@ class TrainConfig(_Strict):
     # Weight of a training-only age head's loss (a Huber loss on age / 100, UTKFace's age labels);
     # 0: no age head. The exported model keeps only the emotion and gender heads either way.
     age_loss_weight: float = Field(default=0.0, ge=0.0)
+    # Filters of a gender-only copy of the backbone's last stage (0: fully shared backbone).
+    gender_branch: int = Field(default=0, ge=0, le=512)
     # Keep an exponential moving average of the weights (Polyak averaging) and validate, checkpoint
     # and export that average instead of the last step's weights, which at a high learning rate
     # jump by several validation points from one epoch to the next. None: off.

@@ -28,6 +28,10 @@ class ModelSpec:
     # cues (a child's face carries few of an adult's sex differences), so learning one shapes the
     # shared features for the other. ``contract_heads`` drops it before export.
     age_head: bool = False
+    # Filters of a gender-only last stage (0: the heads share every convolution). Emotion wants
+    # expression features and gender identity ones; at the last stage, where the heads' features
+    # part most, a branch of its own lets gender stop competing with emotion for the same filters.
+    gender_branch: int = 0
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -40,6 +44,8 @@ class ModelSpec:
         }
         if self.age_head:  # only when on, so run folders and cards of earlier models still match
             out["age_head"] = True
+        if self.gender_branch:  # likewise
+            out["gender_branch"] = self.gender_branch
         return out
 
 
@@ -85,20 +91,30 @@ def build_model(spec: ModelSpec, *, precision: str = "float32") -> keras.Model:
     wd = spec.weight_decay
     inputs = keras.Input((spec.input_size, spec.input_size, 1), name="image")
     x = inputs
+    last = len(widths) - 1
+    branch_in = x
     for stage, (w, depth) in enumerate(zip(widths, depths, strict=True)):
+        if stage == last:
+            branch_in = x
         for i in range(depth):
             # The first convolution sees the raw image: it stays a full convolution even in sep-s.
             x = _conv(x, w, wd, separable=separable and (stage, i) != (0, 0), policy=policy)
-        if stage < len(widths) - 1:
+        if stage < last:
             x = layers.MaxPooling2D(dtype=policy)(x)
     shared = layers.GlobalAveragePooling2D(dtype=policy)(x)
+    gender_features = shared
+    if spec.gender_branch:
+        b = branch_in
+        for _ in range(depths[last]):
+            b = _conv(b, spec.gender_branch, wd, separable=separable, policy=policy)
+        gender_features = layers.GlobalAveragePooling2D(dtype=policy)(b)
 
     e = layers.Dropout(spec.dropout, dtype=policy)(shared)
     e = layers.Dense(128, activation="relu", kernel_regularizer=keras.regularizers.L2(wd), dtype=policy)(e)
     e = layers.Dropout(spec.dropout / 2, dtype=policy)(e)
     emotion = layers.Dense(spec.n_emotions, activation="softmax", name="emotion", dtype="float32")(e)
 
-    g = layers.Dropout(spec.dropout, dtype=policy)(shared)
+    g = layers.Dropout(spec.dropout, dtype=policy)(gender_features)
     g = layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.L2(wd), dtype=policy)(g)
     gender = layers.Dense(spec.n_genders, activation="softmax", name="gender", dtype="float32")(g)
     outputs = {"emotion": emotion, "gender": gender}

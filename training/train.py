@@ -39,6 +39,7 @@ def spec_from_config(cfg: TrainConfig) -> ModelSpec:
         dropout=cfg.dropout,
         weight_decay=cfg.weight_decay,
         age_head=cfg.age_loss_weight > 0,
+        gender_branch=cfg.gender_branch,
     )
 
 
