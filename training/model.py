@@ -69,6 +69,23 @@ def _conv(
     return layers.ReLU(dtype=policy)(x)
 
 
+def _stage(
+    x: keras.KerasTensor,
+    filters: int,
+    depth: int,
+    wd: float,
+    *,
+    separable: bool,
+    first: bool,
+    policy: keras.DTypePolicy,
+) -> keras.KerasTensor:
+    """``depth`` convolutions at one resolution. The network's first convolution sees the raw image,
+    so it stays a full convolution even in a separable net."""
+    for i in range(depth):
+        x = _conv(x, filters, wd, separable=separable and not (first and i == 0), policy=policy)
+    return x
+
+
 def build_model(spec: ModelSpec, *, precision: str = "float32") -> keras.Model:
     """Build one of the candidate architectures (chosen by validation measurement, see MODEL_CARD).
 
@@ -90,23 +107,19 @@ def build_model(spec: ModelSpec, *, precision: str = "float32") -> keras.Model:
     separable = spec.architecture.startswith("sep")
     wd = spec.weight_decay
     inputs = keras.Input((spec.input_size, spec.input_size, 1), name="image")
-    x = inputs
     last = len(widths) - 1
-    branch_in = x
-    for stage, (w, depth) in enumerate(zip(widths, depths, strict=True)):
-        if stage == last:
-            branch_in = x
-        for i in range(depth):
-            # The first convolution sees the raw image: it stays a full convolution even in sep-s.
-            x = _conv(x, w, wd, separable=separable and (stage, i) != (0, 0), policy=policy)
-        if stage < last:
-            x = layers.MaxPooling2D(dtype=policy)(x)
+    x = inputs
+    for stage in range(last):
+        x = _stage(x, widths[stage], depths[stage], wd, separable=separable, first=stage == 0, policy=policy)
+        x = layers.MaxPooling2D(dtype=policy)(x)
+    branch_in = x  # the 6 px map a gender branch starts from
+    x = _stage(x, widths[last], depths[last], wd, separable=separable, first=False, policy=policy)
     shared = layers.GlobalAveragePooling2D(dtype=policy)(x)
     gender_features = shared
     if spec.gender_branch:
-        b = branch_in
-        for _ in range(depths[last]):
-            b = _conv(b, spec.gender_branch, wd, separable=separable, policy=policy)
+        b = _stage(
+            branch_in, spec.gender_branch, depths[last], wd, separable=separable, first=False, policy=policy
+        )
         gender_features = layers.GlobalAveragePooling2D(dtype=policy)(b)
 
     e = layers.Dropout(spec.dropout, dtype=policy)(shared)
