@@ -26,6 +26,8 @@ from training.datasets import (
     load_utkface,
     parse_utkface_name,
     split_validation,
+    utkface_conflicting_gender,
+    utkface_split_names,
 )
 
 
@@ -118,6 +120,27 @@ def test_utkface_split_labels_come_from_file_names(root: Path) -> None:
     test_names = set((root / "utkface" / "splits" / "test.txt").read_text().split("\n"))
     train = load_utkface(root / "utkface", "train", limit=200)
     assert not test_names & set(train.names)
+
+
+def test_utkface_faces_labelled_both_ways_leave_training(root: Path, tmp_path: Path) -> None:
+    utk = root / "utkface"
+    conflicting = utkface_conflicting_gender(utk)
+    groups: dict[str, set[str]] = {}
+    with (utk / "duplicates.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["file"] in conflicting:
+                groups.setdefault(row["group"], set()).add(row["file"])
+    # each group is one image under both labels: identical bytes, opposite gender fields
+    for files in groups.values():
+        assert len({(utk / "images" / f).read_bytes() for f in files}) == 1
+        assert {parse_utkface_name(f)[1] for f in files} == {0, 1}
+    train_names = utkface_split_names(utk, "train")
+    first = next(i for i, name in enumerate(train_names) if name in conflicting)
+    kept = load_utkface(utk, "train", limit=first + 1, exclude=conflicting)
+    assert len(kept) == first + 1 and not conflicting & set(kept.names)
+    assert train_names[first] in load_utkface(utk, "train", limit=first + 1).names
+    # a copy of UTKFace without duplicates.csv excludes nothing
+    assert utkface_conflicting_gender(tmp_path) == set()
 
 
 def test_utkface_odd_names_parse() -> None:

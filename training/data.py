@@ -31,6 +31,8 @@ from training.datasets import (
     load_manifest,
     load_utkface,
     split_validation,
+    utkface_conflicting_gender,
+    utkface_split_names,
 )
 from training.distill import TeacherInfo, apply_teacher
 
@@ -108,8 +110,12 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
 
     if cfg.data.utkface:
         utk_root = root / "utkface"
-        utk_train = load_utkface(utk_root, "train", size=None, limit=cfg.data.utk_limit)
+        # Validation keeps them: a pair labelled both ways costs every model the same one error.
+        conflicting = utkface_conflicting_gender(utk_root)
+        utk_train = load_utkface(utk_root, "train", limit=cfg.data.utk_limit, exclude=conflicting)
         utk_val = load_utkface(utk_root, "val", size=None, limit=cfg.data.utk_limit)
+        excluded_train = conflicting.intersection(utkface_split_names(utk_root, "train"))
+        summary["utkface_excluded_conflicting_gender"] = len(excluded_train)
         summary["utkface_train"] = len(utk_train)
         summary["utkface_val"] = len(utk_val)
         train_parts.append(utk_train)

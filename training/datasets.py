@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,17 +338,44 @@ def parse_utkface_name(name: str) -> tuple[int, int, int]:
     return age, gender, race
 
 
-def load_utkface(root: Path, split: str, *, size: int | None = None, limit: int | None = None) -> Samples:
-    """UTKFace images listed in ``root/splits/<split>.txt`` (or every image for ``split='all'``)."""
+def utkface_split_names(root: Path, split: str) -> list[str]:
+    """File names of one split of the fixed UTKFace split, or of every image for ``split='all'``."""
     image_dir = root / "images"
     _require_dir(image_dir, "UTKFace images")
     if split == "all":
-        files = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    else:
-        split_file = root / "splits" / f"{split}.txt"
-        if not split_file.is_file():
-            raise DatasetError(f"UTKFace split file not found: {split_file}")
-        files = [ln.rstrip("\n") for ln in split_file.read_text().splitlines() if ln.strip()]
+        return sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    split_file = root / "splits" / f"{split}.txt"
+    if not split_file.is_file():
+        raise DatasetError(f"UTKFace split file not found: {split_file}")
+    return [ln.rstrip("\n") for ln in split_file.read_text().splitlines() if ln.strip()]
+
+
+def utkface_conflicting_gender(root: Path) -> set[str]:
+    """Files whose byte-identical copies carry the other gender label (``duplicates.csv``).
+
+    One label of each such group is wrong and nothing tells which, so training leaves the whole group
+    out rather than learn both answers for one face. A copy of UTKFace without the file has none.
+    """
+    path = root / "duplicates.csv"
+    if not path.is_file():
+        return set()
+    with path.open(newline="") as fh:
+        return {row["file"] for row in csv.DictReader(fh) if row.get("conflicting_gender_in_group") == "1"}
+
+
+def load_utkface(
+    root: Path,
+    split: str,
+    *,
+    size: int | None = None,
+    limit: int | None = None,
+    exclude: Collection[str] = (),
+) -> Samples:
+    """UTKFace images listed in ``root/splits/<split>.txt`` (or every image for ``split='all'``)."""
+    image_dir = root / "images"
+    files = utkface_split_names(root, split)
+    if exclude:
+        files = [name for name in files if name not in exclude]
     if limit is not None:
         files = files[:limit]
     images, genders, ages, races = [], [], [], []
