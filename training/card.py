@@ -57,6 +57,12 @@ def write_card_markdown(card: dict[str, Any], path: Path) -> None:
         (lab, _pct(fer["per_class_recall"][lab]), _pct(fer_f["per_class_recall"][lab]))
         for lab in card["labels"]["emotion"]
     ]
+    conflicts = tr["data"].get("utkface_excluded_conflicting_gender")
+    utk_conflicts = (
+        f" So were the {conflicts} UTKFace training faces whose byte-identical copies carry the other gender."
+        if conflicts
+        else ""
+    )
     race_rows = [(r, _pct(v["accuracy"]), str(v["n"])) for r, v in utk.get("per_race", {}).items()]
     age_rows = [(a, _pct(v["accuracy"]), str(v["n"])) for a, v in utk.get("per_age_group", {}).items()]
     notes = NOTES.read_text().strip() if NOTES.is_file() else ""
@@ -163,7 +169,7 @@ Confusion matrices: `figures/confusion_*.png` beside this card (also in the trai
 Data: {tr['data']}. Epochs run: {tr['epochs_run']}, {tr['seconds']} s on 2 CPU cores; seed {tr['seed']}.
 Model selection used validation data only (a 10% slice of FER2013 train, grouped so pixel duplicates stay
 on one side, and UTKFace `splits/val.txt`); never the test sets. Train images that are pixel duplicates of
-FER2013 test images, and blank images, were removed before training.
+FER2013 test images, and blank images, were removed before training.{utk_conflicts}
 
 {notes}
 
@@ -193,6 +199,11 @@ expressions, lab studies with consent), with images never leaving the device.
 - Disgust and fear are rare and often confused with angry and sad (see the recall table).
 - UTKFace skews towards white adults; gender accuracy is lower for children and some groups
   (tables above). Babies' gender is not visually reliable at all.
+- UTKFace's gender labels are noisy too. Its test split holds 5 pairs of byte-identical faces labelled
+  both ways, so every model misses at least 5. Of the 28 test errors that the `vgg-s` model shipped on
+  2026-11-29 made with at least 95% confidence on faces aged 13 or more, a reviewer read 18 faces as the
+  other sex than labelled and 10 as unclear (`training/utkface_test_gender_audit.csv`). The test figures
+  count such faces as errors, as any evaluation on these labels does.
 - 48x48 grayscale input discards colour and fine detail by design (speed on a Pi).
 """
     path.write_text(text)
