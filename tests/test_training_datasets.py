@@ -27,6 +27,7 @@ from training.datasets import (
     parse_utkface_name,
     split_validation,
     utkface_conflicting_gender,
+    utkface_exclusion_list,
     utkface_split_names,
 )
 
@@ -141,6 +142,36 @@ def test_utkface_faces_labelled_both_ways_leave_training(root: Path, tmp_path: P
     assert train_names[first] in load_utkface(utk, "train", limit=first + 1).names
     # a copy of UTKFace without duplicates.csv excludes nothing
     assert utkface_conflicting_gender(tmp_path) == set()
+
+
+def test_an_exclusion_list_leaves_training_only(root: Path, tmp_path: Path) -> None:
+    from training.config import load_config
+    from training.data import build_training_data
+
+    train_names = utkface_split_names(root / "utkface", "train")
+    val_name = utkface_split_names(root / "utkface", "val")[0]
+    listed = tmp_path / "flagged.csv"
+    listed.write_text(f"file,label\n{train_names[3]},male\n{train_names[7]},female\n{val_name},male\n")
+    cfg = load_config(
+        None,
+        {
+            "data.root": str(root),
+            "data.fer2013": False,
+            "data.utk_limit": 30,
+            "data.utkface_exclude": str(listed),
+        },
+    )
+    data = build_training_data(cfg)
+    kept = [n for n in train_names[:40] if n not in {train_names[3], train_names[7]}][:30]
+    assert data.train.names == kept
+    assert data.summary["utkface_excluded_listed"] == 2
+    assert val_name in data.val.names  # validation never loses a face to the list
+
+    listed.write_text("name\nx.jpg\n")
+    with pytest.raises(DatasetError, match="'file' column"):
+        utkface_exclusion_list(listed)
+    with pytest.raises(DatasetError, match="not found"):
+        utkface_exclusion_list(tmp_path / "nope.csv")
 
 
 def test_utkface_odd_names_parse() -> None:

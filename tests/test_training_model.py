@@ -86,6 +86,20 @@ def test_missing_labels_are_masked_out_of_the_loss() -> None:
     assert abs(loss4 - base_loss) > 1e-4
 
 
+def test_gender_label_smoothing_moves_the_gender_optimum_off_certainty() -> None:
+    model = build_model(ModelSpec(architecture="vgg-xs"))
+    y = np.array([[1.0, 0.0]], dtype=np.float32)
+    hedged, certain = np.array([[0.95, 0.05]], np.float32), np.array([[0.9999, 0.0001]], np.float32)
+    losses = {}
+    for smoothing in (0.0, 0.1):
+        compile_model(model, TrainConfig(gender_label_smoothing=smoothing))
+        gender = model.loss["gender"]
+        losses[smoothing] = (float(gender(y, hedged)), float(gender(y, certain)))
+        assert float(model.loss["emotion"](np.eye(7)[:1], np.eye(7)[:1] * 0.9 + 0.1 / 7)) > 0
+    assert losses[0.0][1] < losses[0.0][0]  # without smoothing, certainty is best
+    assert losses[0.1][0] < losses[0.1][1]  # smoothed by 0.1 the target is 0.95 / 0.05
+
+
 # Parameter counts of the shipped and earlier candidates: a checkpoint of any of them must still
 # load, so the layer stack that builds them may be refactored but never changed.
 KNOWN_PARAMETERS = {"vgg-s": 634_089, "vgg-xs": 367_009, "sep-s": 122_025, "vgg-d": 505_561}
@@ -464,6 +478,7 @@ def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> N
         (["data.root=/nonexistent/datasets"], "not found"),
         (["zoom=1.5"], "zoom: must be 'auto' or a number from 0.5 to 1.0, got 1.5"),
         (["framing.tight_scale=[0.9, 1.8]"], "framing.tight_scale: must be [low, high] with 0.3 <= low"),
+        (["data.utkface_exclude=/nonexistent/flagged.csv"], "UTKFace exclusion list not found"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path: Path, sets: list[str], match: str) -> None:

@@ -25,6 +25,10 @@ class DataConfig(_Strict):
     val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)  # slice of FER2013 train used for validation
     limit_per_class: int | None = None  # FER2013 images per class (smoke runs)
     utk_limit: int | None = None
+    # A CSV with a ``file`` column naming UTKFace training faces to leave out, e.g. the labels that
+    # ``facecast-train flag-labels`` finds a trained model confidently contradicting. Validation and
+    # test never lose faces this way.
+    utkface_exclude: Path | None = None
     test_limit: int | None = None  # test images per FER class / UTKFace total (smoke runs only)
 
 
@@ -97,6 +101,9 @@ class TrainConfig(_Strict):
     max_minutes: float | None = None  # wall-clock budget; the best checkpoint is kept
     class_weight_power: float = Field(default=0.5, ge=0.0, le=1.0)  # 0 none, 1 inverse frequency
     gender_loss_weight: float = 1.0
+    # Label smoothing of the gender target: UTKFace's gender labels are noisy (the model card's audit),
+    # and a smoothed target stops the network from chasing a wrong label to full confidence.
+    gender_label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
     # Weight of a training-only age head's loss (a Huber loss on age / 100, UTKFace's age labels);
     # 0: no age head. The exported model keeps only the emotion and gender heads either way.
     age_loss_weight: float = Field(default=0.0, ge=0.0)
@@ -197,6 +204,8 @@ def load_config(path: Path | None, overrides: dict[str, object] | None = None) -
     if not cfg.output_dir.is_absolute():
         cfg.output_dir = (Path.cwd() / cfg.output_dir).resolve()
     cfg.data.manifests = [m if m.is_absolute() else (base / m).resolve() for m in cfg.data.manifests]
+    if cfg.data.utkface_exclude is not None and not cfg.data.utkface_exclude.is_absolute():
+        cfg.data.utkface_exclude = (base / cfg.data.utkface_exclude).resolve()
     teacher = cfg.distill.teacher
     if teacher is not None and not teacher.is_absolute():
         cfg.distill.teacher = (base / teacher).resolve()

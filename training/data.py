@@ -32,6 +32,7 @@ from training.datasets import (
     load_utkface,
     split_validation,
     utkface_conflicting_gender,
+    utkface_exclusion_list,
     utkface_split_names,
 )
 from training.distill import TeacherInfo, apply_teacher
@@ -112,10 +113,21 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         utk_root = root / "utkface"
         # Validation keeps them: a pair labelled both ways costs every model the same one error.
         conflicting = utkface_conflicting_gender(utk_root)
-        utk_train = load_utkface(utk_root, "train", limit=cfg.data.utk_limit, exclude=conflicting)
+        listed = (
+            set() if cfg.data.utkface_exclude is None else utkface_exclusion_list(cfg.data.utkface_exclude)
+        )
+        utk_train = load_utkface(utk_root, "train", limit=cfg.data.utk_limit, exclude=conflicting | listed)
         utk_val = load_utkface(utk_root, "val", size=None, limit=cfg.data.utk_limit)
-        excluded_train = conflicting.intersection(utkface_split_names(utk_root, "train"))
-        summary["utkface_excluded_conflicting_gender"] = len(excluded_train)
+        train_names = set(utkface_split_names(utk_root, "train"))
+        summary["utkface_excluded_conflicting_gender"] = len(conflicting & train_names)
+        if cfg.data.utkface_exclude is not None:
+            summary["utkface_excluded_listed"] = len((listed - conflicting) & train_names)
+            if stray := len(listed - train_names):
+                log.warning(
+                    "%s: %d listed faces are not in UTKFace's training split (ignored)",
+                    cfg.data.utkface_exclude,
+                    stray,
+                )
         summary["utkface_train"] = len(utk_train)
         summary["utkface_val"] = len(utk_val)
         train_parts.append(utk_train)

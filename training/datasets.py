@@ -363,6 +363,17 @@ def utkface_conflicting_gender(root: Path) -> set[str]:
         return {row["file"] for row in csv.DictReader(fh) if row.get("conflicting_gender_in_group") == "1"}
 
 
+def utkface_exclusion_list(path: Path) -> set[str]:
+    """UTKFace file names from a CSV with a ``file`` column (the format ``flag-labels`` writes)."""
+    if not path.is_file():
+        raise DatasetError(f"UTKFace exclusion list not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "file" not in reader.fieldnames:
+            raise DatasetError(f"{path}: expected a CSV with a 'file' column, got header {reader.fieldnames}")
+        return {row["file"] for row in reader if row["file"]}
+
+
 def load_utkface(
     root: Path,
     split: str,

@@ -78,7 +78,7 @@ def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     loss: dict[str, keras.losses.Loss] = {
         "emotion": keras.losses.CategoricalCrossentropy(),
-        "gender": keras.losses.CategoricalCrossentropy(),
+        "gender": keras.losses.CategoricalCrossentropy(label_smoothing=cfg.gender_label_smoothing),
     }
     weights = {"emotion": 1.0, "gender": cfg.gender_loss_weight}
     if "age" in model.output_names:
