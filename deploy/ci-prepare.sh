@@ -8,6 +8,8 @@
 #      cached as $FACECAST_TEST_CACHE/bookworm-arm64-<hash of the package list>.tar.zst
 # Heavy steps run under nice/ionice ($FACECAST_NICE) so they do not slow other work on the box.
 set -euo pipefail
+# update-binfmts, debootstrap and chroot live in sbin, which a minimal non-login PATH leaves out.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${FACECAST_TEST_CACHE:-/var/cache/facecast-test}"
 nice_cmd=(${FACECAST_NICE:-nice -n 19 ionice -c3})
