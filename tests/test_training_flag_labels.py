@@ -67,3 +67,18 @@ def test_flag_labels_bad_input_is_one_line(tmp_path: Path) -> None:
         r.stderr.strip().splitlines()[-1]
         == f"facecast-train: error: model not found: {tmp_path / 'none.tflite'}"
     )
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(MODEL.read_bytes()[:5000])
+    r = run_train_cli(
+        "flag-labels",
+        str(corrupt),
+        "--datasets",
+        str(datasets_root()),
+        "--out",
+        str(tmp_path / "x.csv"),
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"facecast-train: error: model {corrupt} is not a usable TFLite model"), last
+    assert not (tmp_path / "x.csv").exists()  # nothing written from a model that could not load

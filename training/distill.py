@@ -42,21 +42,23 @@ class TeacherInfo:
 
 
 class Teacher:
-    """An int8 facecast model checked against the contract: labels in our order, one square input."""
+    """An int8 facecast model checked against the contract: labels in our order, one square input.
 
-    def __init__(self, path: Path) -> None:
+    ``flag-labels`` reads its model through the same checks; ``what`` names the file in errors."""
+
+    def __init__(self, path: Path, what: str = "teacher model") -> None:
         if not path.is_file():
-            raise TeacherError(f"teacher model not found: {path}")
+            raise TeacherError(f"{what} not found: {path}")
         card_path = path.with_suffix(".json")
         if card_path.is_file():
             try:
                 card = json.loads(card_path.read_text())
             except json.JSONDecodeError:
-                raise TeacherError(f"teacher card {card_path} is not valid JSON") from None
+                raise TeacherError(f"{what} card {card_path} is not valid JSON") from None
             labels = card.get("labels", {})
             if tuple(labels.get("emotion", ())) != EMOTIONS or tuple(labels.get("gender", ())) != GENDERS:
                 raise TeacherError(
-                    f"teacher {path.name}: its card's labels {labels} are not facecast's "
+                    f"{what} {path.name}: its card's labels {labels} are not facecast's "
                     f"{list(EMOTIONS)} / {list(GENDERS)}"
                 )
         from training.evaluate import TFLiteModel
@@ -65,13 +67,13 @@ class Teacher:
             self.model = TFLiteModel(path)
         except (ValueError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-            raise TeacherError(f"teacher {path} is not a usable TFLite model: {first[:160]}") from None
+            raise TeacherError(f"{what} {path} is not a usable TFLite model: {first[:160]}") from None
         shape = [int(d) for d in self.model.input_detail["shape"]]
         if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or shape[3] != 1:
-            raise TeacherError(f"teacher {path.name}: input shape {shape} is not [1, S, S, 1]")
+            raise TeacherError(f"{what} {path.name}: input shape {shape} is not [1, S, S, 1]")
         outputs = {k: int(np.prod(v["shape"])) for k, v in self.model.output_details.items()}
         if outputs != {"emotion": len(EMOTIONS), "gender": len(GENDERS)}:
-            raise TeacherError(f"teacher {path.name}: outputs {outputs} are not emotion (7) and gender (2)")
+            raise TeacherError(f"{what} {path.name}: outputs {outputs} are not emotion (7) and gender (2)")
         self.path = path
         self.size = shape[1]
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import to_input_size
 from training.datasets import GENDERS, DatasetError, load_utkface
-from training.evaluate import TFLiteModel
+from training.distill import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +30,9 @@ def flag_gender_labels(
     ``min_confidence``, most confident first; returns how many."""
     if not 0.5 < min_confidence <= 1.0:
         raise DatasetError(f"--min-confidence must be in (0.5, 1], got {min_confidence}")
-    if not model.is_file():
-        raise DatasetError(f"model not found: {model}")
-    try:
-        net = TFLiteModel(model)
-    except (ValueError, RuntimeError) as exc:
-        raise DatasetError(f"{model}: not a usable TFLite model ({str(exc).splitlines()[0]})") from None
-    if "gender" not in net.output_details:
-        raise DatasetError(f"{model}: not a facecast model (no 'gender' output)")
-    size = int(net.input_detail["shape"][1])
-    faces = to_input_size(load_utkface(datasets / "utkface", split), size)
-    _, gender = net.predict(faces.images.astype(np.float32) / 255.0)
+    net = Teacher(model, what="model")
+    faces = load_utkface(datasets / "utkface", split)
+    _, gender = net.probabilities(faces)
     predicted = gender.argmax(axis=1)
     confidence = gender.max(axis=1)
     assert faces.age is not None
