@@ -198,15 +198,16 @@ def load_config(path: Path | None, overrides: dict[str, object] | None = None) -
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         # A check across sections (a model validator) has no location: its message names the key.
         raise ConfigError(f"config error: {where}: {msg}" if where else f"config error: {msg}") from None
-    # Relative paths in a config file are relative to that file, so configs are portable.
-    if not cfg.data.root.is_absolute():
-        cfg.data.root = (base / cfg.data.root).resolve()
-    if not cfg.output_dir.is_absolute():
-        cfg.output_dir = (Path.cwd() / cfg.output_dir).resolve()
-    cfg.data.manifests = [m if m.is_absolute() else (base / m).resolve() for m in cfg.data.manifests]
-    if cfg.data.utkface_exclude is not None and not cfg.data.utkface_exclude.is_absolute():
-        cfg.data.utkface_exclude = (base / cfg.data.utkface_exclude).resolve()
-    teacher = cfg.distill.teacher
-    if teacher is not None and not teacher.is_absolute():
-        cfg.distill.teacher = (base / teacher).resolve()
+    # Relative input paths in a config file are relative to that file, so configs are portable; the
+    # output folder is relative to where the command runs.
+    def under(root: Path, p: Path) -> Path:
+        return p if p.is_absolute() else (root / p).resolve()
+
+    cfg.data.root = under(base, cfg.data.root)
+    cfg.output_dir = under(Path.cwd(), cfg.output_dir)
+    cfg.data.manifests = [under(base, m) for m in cfg.data.manifests]
+    if cfg.data.utkface_exclude is not None:
+        cfg.data.utkface_exclude = under(base, cfg.data.utkface_exclude)
+    if cfg.distill.teacher is not None:
+        cfg.distill.teacher = under(base, cfg.distill.teacher)
     return cfg
