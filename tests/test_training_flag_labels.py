@@ -53,32 +53,19 @@ def test_flagged_faces_are_confident_contradictions_most_confident_first(tmp_pat
 
 
 def test_flag_labels_bad_input_is_one_line(tmp_path: Path) -> None:
-    r = run_train_cli(
-        "flag-labels",
-        str(tmp_path / "none.tflite"),
-        "--datasets",
-        str(datasets_root()),
-        "--out",
-        str(tmp_path / "x.csv"),
-        timeout=120,
-    )
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert (
-        r.stderr.strip().splitlines()[-1]
-        == f"facecast-train: error: model not found: {tmp_path / 'none.tflite'}"
-    )
+    out = tmp_path / "x.csv"
+
+    def flag(model: Path) -> str:
+        r = run_train_cli(
+            "flag-labels", str(model), "--datasets", str(datasets_root()), "--out", str(out), timeout=120
+        )
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert not out.exists()  # nothing written from a model that could not load
+        return r.stderr.strip().splitlines()[-1]
+
+    missing = tmp_path / "none.tflite"
+    assert flag(missing) == f"facecast-train: error: model not found: {missing}"
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(MODEL.read_bytes()[:5000])
-    r = run_train_cli(
-        "flag-labels",
-        str(corrupt),
-        "--datasets",
-        str(datasets_root()),
-        "--out",
-        str(tmp_path / "x.csv"),
-        timeout=120,
-    )
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    last = r.stderr.strip().splitlines()[-1]
+    last = flag(corrupt)
     assert last.startswith(f"facecast-train: error: model {corrupt} is not a usable TFLite model"), last
-    assert not (tmp_path / "x.csv").exists()  # nothing written from a model that could not load
