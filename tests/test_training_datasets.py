@@ -157,7 +157,7 @@ def test_an_exclusion_list_leaves_training_only(root: Path, tmp_path: Path) -> N
         {
             "data.root": str(root),
             "data.fer2013": False,
-            "data.utk_limit": 30,
+            "data.gender_limit": 30,
             "data.utkface_exclude": str(listed),
         },
     )

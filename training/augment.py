@@ -28,15 +28,16 @@ def make_augmenter(framing: FramingConfig, aug: AugmentConfig, size: int):  # ty
 
     # Scales above 1 reach past the stored image: reflect-pad once so those crops see mirrored
     # context rather than black bars, which no camera frame has.
-    reach = max(framing.tight_scale[1], framing.loose_scale[1]) - 1.0
+    reach = max(framing.tight_scale[1], framing.loose_scale[1], framing.wide_scale[1]) - 1.0
     pad = math.ceil(reach * framing.canvas) if reach > 0 else 0
 
     def augment(images: tf.Tensor, tag: tf.Tensor) -> tf.Tensor:
         n = tf.shape(images)[0]
         x = tf.cast(images, tf.float32) / 255.0
-        loose = tf.equal(tag, 1)
-        lo = tf.where(loose, framing.loose_scale[0], framing.tight_scale[0])
-        hi = tf.where(loose, framing.loose_scale[1], framing.tight_scale[1])
+        # tag: 0 tight (FER2013, LFW), 1 loose (UTKFace, users' data), 2 wide (AAF)
+        scales = tf.constant([framing.tight_scale, framing.loose_scale, framing.wide_scale], tf.float32)
+        lo_hi = tf.gather(scales, tf.cast(tag, tf.int32))
+        lo, hi = lo_hi[:, 0], lo_hi[:, 1]
         s = tf.random.uniform([n]) * (hi - lo) + lo
         half = s / 2.0
         # The box stays inside the image when smaller than it and contains it when larger.

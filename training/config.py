@@ -21,15 +21,21 @@ class DataConfig(_Strict):
     fer2013_csv: Path | None = None  # use the original fer2013.csv instead of the image folders
     ferplus_blend: float = Field(default=0.3, ge=0.0, lt=0.5)  # weight of FER+ votes in the emotion target
     utkface: bool = True
+    aaf: bool = True  # All-Age-Faces (<root>/aaf): gender, mostly East Asian faces, loose framing
+    lfw: bool = True  # LFW with its gender lists (<root>/lfw): tight news-photo crops, mostly men
+    # LFW training images kept per person: a few public figures have hundreds of images, and
+    # uncapped they would be a fifth of LFW's labels. 10 keeps 8,440 of 10,220 training images
+    # (5,749 people appear at most 10 times); None: no cap.
+    lfw_per_person: int | None = Field(default=10, ge=1)
     manifests: list[Path] = []  # user CSV manifests path,emotion,gender
     val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)  # slice of FER2013 train used for validation
     limit_per_class: int | None = None  # FER2013 images per class (smoke runs)
-    utk_limit: int | None = None
+    gender_limit: int | None = None  # faces per gender-labelled set: UTKFace, AAF, LFW (smoke runs)
     # A CSV with a ``file`` column naming UTKFace training faces to leave out, e.g. the labels that
     # ``facecast-train flag-labels`` finds a trained model confidently contradicting. Validation and
     # test never lose faces this way.
     utkface_exclude: Path | None = None
-    test_limit: int | None = None  # test images per FER class / UTKFace total (smoke runs only)
+    test_limit: int | None = None  # test images per FER class / per gender set (smoke runs only)
 
 
 class FramingConfig(_Strict):
@@ -38,6 +44,9 @@ class FramingConfig(_Strict):
     canvas: int = 64
     tight_scale: tuple[float, float] = (0.82, 1.0)  # FER2013-style tight crops
     loose_scale: tuple[float, float] = (0.72, 1.0)  # UTKFace-style crops with context
+    # AAF's stored image frames the face far more loosely than a detector box (hair, shoulders):
+    # its crops reach from about the agent's own crop of the face up to the whole stored image.
+    wide_scale: tuple[float, float] = (0.6, 1.05)
     shift: float = 0.06  # max centre shift as a fraction of the image side
     # Written into the card: crop margin per side of a detector box. BlazeFace boxes measured on the
     # datasets: whole FER2013 image = 1.14x the box side (median), whole UTKFace image = 1.07x, so 0.05
@@ -52,7 +61,7 @@ class FramingConfig(_Strict):
     # UTKFace's 96 -> 48 px area average. 1: off, the crop goes straight to the input size.
     supersample: int = Field(default=1, ge=1, le=4)
 
-    @field_validator("tight_scale", "loose_scale")
+    @field_validator("tight_scale", "loose_scale", "wide_scale")
     @classmethod
     def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
         # Above 1.5 the reflected border would outweigh the face itself.

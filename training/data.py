@@ -25,9 +25,11 @@ from training.datasets import (
     concat,
     fer2013_duplicate_groups,
     fer2013_train_exclusions,
+    load_aaf,
     load_fer2013_csv,
     load_fer2013_folder,
     load_ferplus_votes,
+    load_lfw,
     load_manifest,
     load_utkface,
     split_validation,
@@ -39,7 +41,7 @@ from training.distill import TeacherInfo, apply_teacher
 
 log = logging.getLogger(__name__)
 
-TIGHT, LOOSE = 0, 1
+TIGHT, LOOSE, WIDE = 0, 1, 2  # framing tags: see training.augment
 
 
 @dataclass
@@ -116,8 +118,8 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         listed = (
             set() if cfg.data.utkface_exclude is None else utkface_exclusion_list(cfg.data.utkface_exclude)
         )
-        utk_train = load_utkface(utk_root, "train", limit=cfg.data.utk_limit, exclude=conflicting | listed)
-        utk_val = load_utkface(utk_root, "val", size=None, limit=cfg.data.utk_limit)
+        utk_train = load_utkface(utk_root, "train", limit=cfg.data.gender_limit, exclude=conflicting | listed)
+        utk_val = load_utkface(utk_root, "val", size=None, limit=cfg.data.gender_limit)
         train_names = set(utkface_split_names(utk_root, "train"))
         summary["utkface_excluded_conflicting_gender"] = len(conflicting & train_names)
         if cfg.data.utkface_exclude is not None:
@@ -133,6 +135,22 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         train_parts.append(utk_train)
         framing.append(np.full(len(utk_train), LOOSE, dtype=np.int64))
         val_parts.append(to_input_size(utk_val, size))
+
+    lim = cfg.data.gender_limit
+    if cfg.data.aaf:
+        aaf_train = load_aaf(root / "aaf", "train", limit=lim)
+        aaf_val = load_aaf(root / "aaf", "val", limit=lim)
+        summary["aaf_train"], summary["aaf_val"] = len(aaf_train), len(aaf_val)
+        train_parts.append(aaf_train)
+        framing.append(np.full(len(aaf_train), WIDE, dtype=np.int64))
+        val_parts.append(to_input_size(aaf_val, size))
+    if cfg.data.lfw:
+        lfw_train = load_lfw(root / "lfw", "train", per_person=cfg.data.lfw_per_person, limit=lim)
+        lfw_val = load_lfw(root / "lfw", "val", limit=lim)
+        summary["lfw_train"], summary["lfw_val"] = len(lfw_train), len(lfw_val)
+        train_parts.append(lfw_train)
+        framing.append(np.full(len(lfw_train), TIGHT, dtype=np.int64))
+        val_parts.append(to_input_size(lfw_val, size))
 
     for manifest in cfg.data.manifests:
         m = load_manifest(manifest, size=canvas)

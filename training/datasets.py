@@ -408,6 +408,107 @@ def load_utkface(
     )
 
 
+# ------------------------------------------------------------------------------- AAF and LFW
+def _labels_csv(root: Path, columns: Collection[str], what: str) -> dict[str, dict[str, str]]:
+    """``labels.csv`` keyed by its ``file`` column, after checking it names ``columns``."""
+    path = root / "labels.csv"
+    if not path.is_file():
+        raise DatasetError(f"{what} labels not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"file", *columns} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{path}: missing columns {sorted(missing)}")
+        return {row["file"]: row for row in reader}
+
+
+def _split_names(root: Path, split: str, what: str) -> list[str]:
+    split_file = root / "splits" / f"{split}.txt"
+    if not split_file.is_file():
+        raise DatasetError(f"{what} split file not found: {split_file}")
+    return [ln.strip() for ln in split_file.read_text().splitlines() if ln.strip()]
+
+
+def _conflicting_gender(root: Path) -> set[str]:
+    """Files of a byte-identical group whose copies carry both genders (``duplicates.csv``)."""
+    path = root / "duplicates.csv"
+    if not path.is_file():
+        return set()
+    with path.open(newline="") as fh:
+        return {row["file"] for row in csv.DictReader(fh) if row.get("conflicting_gender_in_group") == "1"}
+
+
+def _gender_set(
+    root: Path, files: Sequence[str], labels: dict[str, dict[str, str]], source: str, what: str
+) -> Samples:
+    image_dir = root / "images"
+    _require_dir(image_dir, f"{what} images")
+    images, genders, ages = [], [], []
+    for name in files:
+        row = labels.get(name)
+        if row is None:
+            raise DatasetError(f"{root / 'labels.csv'}: no label for {name} (listed in a split)")
+        try:
+            genders.append(gender_index(row["gender"]))
+        except DatasetError as exc:
+            raise DatasetError(f"{root / 'labels.csv'}: {name}: {exc}") from None
+        age = row.get("age", "")
+        ages.append(int(age) if age and age.strip().isdigit() else -1)
+        images.append(read_gray(image_dir / name, None))
+    n = len(files)
+    return Samples(
+        images=_stack(images, image_dir),
+        emotion=np.full(n, -1, dtype=np.int64),
+        gender=np.asarray(genders, dtype=np.int64),
+        names=list(files),
+        source=source,
+        age=np.asarray(ages, dtype=np.int64),
+    )
+
+
+def load_aaf(root: Path, split: str, *, limit: int | None = None, train_clean: bool = True) -> Samples:
+    """All-Age-Faces: ``images/<file>``, ``labels.csv`` (file, gender, age), ``splits/<split>.txt``.
+
+    In the training split the two duplicate groups labelled both ways are left out (``train_clean``):
+    nothing tells which label is right, and validation and test keep them, as for UTKFace."""
+    labels = _labels_csv(root, ("gender", "age"), "AAF")
+    files = _split_names(root, split, "AAF")
+    if split == "train" and train_clean:
+        bad = _conflicting_gender(root)
+        files = [f for f in files if f not in bad]
+    return _gender_set(root, files[:limit] if limit is not None else files, labels, "aaf", "AAF")
+
+
+def cap_per_person(files: Sequence[str], person: dict[str, str], cap: int) -> list[str]:
+    """At most ``cap`` images of each person, taken in file-name order (so the same ones each run).
+
+    LFW holds 530 images of one man and one of most people: uncapped, a handful of public figures
+    would be a fifth of its gender labels and the head would learn their faces, not faces."""
+    seen: dict[str, int] = {}
+    kept = []
+    for f in sorted(files):
+        who = person[f]
+        if seen.get(who, 0) < cap:
+            seen[who] = seen.get(who, 0) + 1
+            kept.append(f)
+    return kept
+
+
+def load_lfw(
+    root: Path, split: str, *, per_person: int | None = None, limit: int | None = None
+) -> Samples:
+    """LFW with its gender lists: ``images/<Person>/<Person>_NNNN.jpg``, ``labels.csv`` (file, person,
+    gender), ``splits/<split>.txt`` split by person. ``per_person`` caps each person's images."""
+    labels = _labels_csv(root, ("person", "gender"), "LFW")
+    files = _split_names(root, split, "LFW")
+    if per_person is not None:
+        unknown = [f for f in files if f not in labels]
+        if unknown:
+            raise DatasetError(f"{root / 'labels.csv'}: no label for {unknown[0]} (listed in a split)")
+        files = cap_per_person(files, {f: labels[f]["person"] for f in files}, per_person)
+    return _gender_set(root, files[:limit] if limit is not None else files, labels, "lfw", "LFW")
+
+
 # ------------------------------------------------------------------------------ user's own data
 MANIFEST_HEADER = ("path", "emotion", "gender")
 

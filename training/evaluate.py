@@ -23,8 +23,10 @@ from training.datasets import (
     FERPLUS_MAP,
     GENDERS,
     Samples,
+    load_aaf,
     load_fer2013_folder,
     load_ferplus_plurality,
+    load_lfw,
     load_utkface,
 )
 
@@ -200,6 +202,10 @@ def load_test_sets(datasets: Path, size: int, limit: int | None = None) -> dict[
     fer = to_input_size(load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=limit), size)
     utk = to_input_size(load_utkface(datasets / "utkface", "test", limit=limit), size)
     sets = {"fer2013_test": fer, "utkface_test": utk}
+    # Reported whole (every image of every person): the figure outside evaluators would compute.
+    for name, folder, load in (("aaf_test", "aaf", load_aaf), ("lfw_test", "lfw", load_lfw)):
+        if (datasets / folder).is_dir():
+            sets[name] = to_input_size(load(datasets / folder, "test", limit=limit), size)
     map_csv = datasets / "ferplus" / FERPLUS_MAP
     if map_csv.is_file():
         sets["fer2013_test_ferplus"] = ferplus_test_set(fer, load_ferplus_plurality(map_csv, "test"))
