@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-id")
     p.add_argument("--state-dir", type=Path)
     p.add_argument("--model", type=Path, help="emotion/gender .tflite (its .json card beside it)")
-    p.add_argument("--detector", choices=["blazeface", "haar"])
+    # No argparse choices: the config names a removed detector (haar) in its own one-line error.
+    p.add_argument("--detector", metavar="blazeface", help="face detector (blazeface is the only one)")
     p.add_argument("--max-width", type=int, help="scale frames to this width before detection (0 = never)")
     p.add_argument(
         "--max-fps", type=float, help="live sources: at most N frames a second, the newest (0 = no cap)"

@@ -21,7 +21,7 @@ class ModelError(FacecastError):
 
 
 class DetectorError(FacecastError):
-    """A face detector cannot be created (unknown name, missing model, unsupported OpenCV)."""
+    """A face detector cannot be created (unknown or removed name, missing or unusable model)."""
 
 
 class SourceError(FacecastError):

@@ -46,6 +46,21 @@ def test_wrong_type_names_the_key(tmp_path):
         load_config(write(tmp_path, "detector:\n  name: yolo\n"), environ={})
 
 
+HAAR_REMOVED = "the 'haar' detector was removed (OpenCV 5 has no Haar cascades); use 'blazeface'"
+
+
+def test_removed_haar_detector_is_one_clear_line_from_file_env_and_flag(tmp_path):
+    """Not the generic "must be one of": a config from before the removal learns what to do."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "detector:\n  name: haar\n"), environ={})
+    assert str(err.value) == f"config error: detector.name: {HAAR_REMOVED}"
+    with pytest.raises(ConfigError, match="'haar' detector was removed"):
+        load_config(None, environ={"FACECAST_DETECTOR__NAME": "haar"})
+    proc = run_cli("run", "--detector", "haar", "--source", "demo", "--sink", "stdout")
+    assert proc.returncode == 2
+    assert assert_one_line_error(proc) == f"facecast: error: config error: detector.name: {HAAR_REMOVED}"
+
+
 def test_cli_config_check_unknown_key_exits_2_with_one_line(tmp_path):
     proc = run_cli("config", "check", str(write(tmp_path, "mqtt:\n  hots: x\n")))
     assert proc.returncode == 2

@@ -1,4 +1,4 @@
-"""BlazeFace (and Haar where OpenCV has it) on real images and real video frames."""
+"""BlazeFace on real images and real video frames."""
 
 from __future__ import annotations
 
@@ -173,16 +173,11 @@ def test_bad_range_value():
         create_detector("blazeface", range="medium")
 
 
-def test_haar_only_where_opencv_has_it():
-    if hasattr(cv2, "CascadeClassifier") and getattr(getattr(cv2, "data", None), "haarcascades", ""):
-        found = create_detector("haar").detect(astronaut_bgr())
-        assert found
-        cx, _ = _centre(max(found, key=lambda d: d.w))
-        assert FACE_CENTRE_RANGE[0][0] <= cx <= FACE_CENTRE_RANGE[0][1]
-    else:
-        with pytest.raises(DetectorError) as err:
-            create_detector("haar")
-        assert "blazeface" in str(err.value) and "\n" not in str(err.value)
+def test_haar_was_removed_and_says_so_in_one_line():
+    with pytest.raises(DetectorError) as err:
+        create_detector("haar")
+    message = str(err.value)
+    assert "removed" in message and "'blazeface'" in message and "\n" not in message
 
 
 def test_wrong_model_file_for_detector(tmp_path):

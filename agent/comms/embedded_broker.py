@@ -14,6 +14,8 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+from agent.errors import FacecastError
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,9 +45,20 @@ class EmbeddedBroker:
         self._started: Future[None] = Future()
 
     def start(self) -> None:
-        """Start the broker thread and wait until it listens."""
+        """Start the broker thread and wait until it listens.
+
+        amqtt is the ``demo`` extra, not a device dependency: without it this raises a one-line
+        ``FacecastError`` saying what to install, before any thread starts.
+        """
         if self._thread is not None:
             raise RuntimeError("EmbeddedBroker already started")
+        try:
+            import amqtt.broker  # noqa: F401 - only checks that the demo extra is installed
+        except ImportError as exc:
+            raise FacecastError(
+                f"the embedded MQTT broker needs amqtt ({exc}): pip install 'facecast[demo]', "
+                f"or run a broker such as Mosquitto at {self.host}:{self.port}"
+            ) from None
         self._thread = threading.Thread(target=self._run, name="embedded-mqtt-broker", daemon=True)
         self._thread.start()
         try:
@@ -109,7 +122,7 @@ class EmbeddedBroker:
             loop.close()
 
     async def _boot(self) -> None:
-        from amqtt.broker import Broker  # only the demo needs amqtt
+        from amqtt.broker import Broker  # the demo extra; start() checked it is installed
 
         self._broker = Broker(self._config())  # must be constructed inside the running loop
         await self._broker.start()

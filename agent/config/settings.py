@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import socket
+import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,8 +44,15 @@ class SourceConfig(_Section):
     demo_fps: float = setting(default=0.0, ge=0.0)
 
 
+#: Detectors facecast no longer has, and the one line a config naming one gets instead of "must be
+#: one of". Haar went because OpenCV 5 (what ``opencv-python-headless`` installs) has no cascades.
+REMOVED_DETECTORS: Mapping[str, str] = types.MappingProxyType(
+    {"haar": "the 'haar' detector was removed (OpenCV 5 has no Haar cascades); use 'blazeface'"}
+)
+
+
 class DetectorConfig(_Section):
-    name: Literal["blazeface", "haar"] = "blazeface"
+    name: Literal["blazeface"] = "blazeface"
     model_path: Path | None = None
     range: Literal["short", "full", "auto"] = "auto"
     score_threshold: float = setting(default=0.5, gt=0.0, lt=1.0)
@@ -51,6 +60,12 @@ class DetectorConfig(_Section):
     """Smallest face side, in pixels of the detection frame (after ``source.max_width``)."""
     tiles: int = setting(default=1, ge=1, le=6)
     num_threads: int = setting(default=1, ge=1, le=16)
+
+    @classmethod
+    def before(cls, name: str, value: Any) -> Any:
+        if name == "name" and isinstance(value, str) and value in REMOVED_DETECTORS:
+            raise SettingError(REMOVED_DETECTORS[value])
+        return value
 
 
 class ModelConfig(_Section):

@@ -7,7 +7,7 @@ from pathlib import Path
 from agent.detectors.base import Detection, FaceDetector
 from agent.errors import DetectorError
 
-DETECTORS = ("blazeface", "haar")
+DETECTORS = ("blazeface",)
 
 
 def create_detector(
@@ -34,10 +34,10 @@ def create_detector(
                 num_threads=num_threads,
             )
         )
-    if name == "haar":
-        from agent.detectors.haar import HaarDetector
+    from agent.config.settings import REMOVED_DETECTORS
 
-        return HaarDetector(model_path, min_face_size=max(min_face_size, 24))
+    if name in REMOVED_DETECTORS:
+        raise DetectorError(REMOVED_DETECTORS[name])
     raise DetectorError(f"unknown detector {name!r} (choose from {', '.join(DETECTORS)})")
 
 

@@ -1,8 +1,11 @@
 """A synthetic clip with real faces, for ``facecast demo``: no camera, no download.
 
-The NASA astronaut portrait (Eileen Collins, public domain) ships with scikit-image. It is animated
-with a slow pan, zoom and slight rotation; in the second half of the clip a mirrored, smaller copy
-joins it so the demo also shows multi-face frames.
+The portrait is ``astronaut.jpg`` beside this module: NASA's photograph of astronaut Eileen Collins
+(NASA Great Images, https://flic.kr/p/r9qvLn; public domain, no known copyright restrictions), the
+same 512x512 picture scikit-image ships as ``skimage.data.astronaut()``, re-encoded as a 65 KB JPEG
+(quality 90). It lives in the package because scikit-image and scipy, needed for nothing else, were
+about 175 MB of every device install. It is animated with a slow pan, zoom and slight rotation; in
+the second half of the clip a mirrored, smaller copy joins it so the demo also shows multi-face frames.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,16 +24,19 @@ from agent.errors import SourceError
 from agent.sources.base import Frame
 
 WIDTH, HEIGHT = 640, 360
+PORTRAIT = Path(__file__).with_name("astronaut.jpg")
 
 
 def astronaut_bgr() -> npt.NDArray[np.uint8]:
-    """The portrait as BGR uint8 (512x512)."""
+    """The portrait as BGR uint8 (512x512), decoded afresh so callers may draw on it."""
     try:
-        from skimage import data
-    except ImportError as exc:
-        raise SourceError("the demo source needs scikit-image (`pip install scikit-image`)") from exc
-    rgb = np.asarray(data.astronaut(), dtype=np.uint8)  # type: ignore[no-untyped-call]
-    return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dtype=np.uint8)
+        data = np.frombuffer(PORTRAIT.read_bytes(), np.uint8)
+    except OSError as exc:
+        raise SourceError(f"the demo picture is missing from the facecast install: {PORTRAIT}") from exc
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"the demo picture cannot be decoded: {PORTRAIT}")
+    return np.ascontiguousarray(image, dtype=np.uint8)
 
 
 def _place(
