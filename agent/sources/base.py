@@ -15,10 +15,12 @@ class Frame:
     """One captured image.
 
     ``image`` is BGR ``HxWx3`` (or grayscale ``HxW`` for sources that give luma only) in the
-    source's native resolution; ``index`` counts frames read from the source (dropped live frames
-    included, so gaps show drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names
-    the image for folder sources. An ``idle`` frame carries no image: a live source emits one when
-    no frame arrived for a while (camera gone, stream stalled), so the consumer's loop still turns
+    source's native resolution, unless ``extra["full_size"]`` holds ``(height, width)``: the source
+    then decoded it smaller (a large still image), and boxes and the event's frame size refer to
+    ``full_size``. ``index`` counts frames read from the source (dropped live frames included, so
+    gaps show drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names the image for
+    image sources. An ``idle`` frame carries no image: a live source emits one when no frame
+    arrived for a while (camera gone, stream stalled), so the consumer's loop still turns
     (heartbeats, watchdog pings) instead of blocking until the device returns.
 
     ``recycle``, when a source sets it, takes ``image`` back for the source to decode the next
