@@ -31,13 +31,16 @@ def open_source(
     camera_height: int = 480,
     max_fps: float = 0.0,
     max_width: int = 640,
+    image_sequence: bool = False,
 ) -> FrameSource:
     """``demo`` | ``picamera2`` | camera index or ``/dev/videoN`` | ``rtsp://``/``http(s)://`` URL |
     a folder of images | an image file | a video file. Raises ``SourceError`` (one line) if it
     cannot be opened, or (a file) if it holds no frame OpenCV can decode.
 
     ``max_fps`` > 0 caps how many frames a second a live source hands out; files and folders
-    always give every frame. ``max_width`` (the detection width) lets still images decode reduced."""
+    always give every frame. ``max_width`` (the detection width) lets still images decode reduced.
+    ``image_sequence``: a folder's images are frames of one scene, tracked across files; by default
+    each image is a scene of its own."""
     spec = str(spec).strip()
     if not spec:
         raise SourceError("no source given (use --source)")
@@ -60,7 +63,7 @@ def open_source(
     if path.is_dir():
         from agent.sources.files import ImageFolderSource
 
-        return ImageFolderSource(path, max_width=max_width)
+        return ImageFolderSource(path, max_width=max_width, image_sequence=image_sequence)
     if path.is_file():
         return _open_file(path, max_width=max_width)
     raise SourceError(f"source not found: {spec}")

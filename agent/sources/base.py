@@ -23,6 +23,9 @@ class Frame:
     arrived for a while (camera gone, stream stalled), so the consumer's loop still turns
     (heartbeats, watchdog pings) instead of blocking until the device returns.
 
+    ``new_scene``: nothing before this frame shows the same people (each image of a folder of
+    unrelated photos), so a tracker must not carry a track across it.
+
     ``recycle``, when a source sets it, takes ``image`` back for the source to decode the next
     frame into. A consumer that is done with the full-size image (and keeps no view of it) hands it
     back, so a 1080p stream reuses one 6 MB buffer instead of allocating, faulting in and freeing a
@@ -35,6 +38,7 @@ class Frame:
     file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     idle: bool = False
+    new_scene: bool = False
     recycle: Callable[[npt.NDArray[np.uint8]], None] | None = field(default=None, repr=False, compare=False)
 
 

@@ -105,7 +105,7 @@ class ImageFileSource:
         if still is None:
             return
         self._read = 1
-        frame = Frame(index=0, timestamp=time.time(), image=still.image, file=self.path.name)
+        frame = Frame(index=0, timestamp=time.time(), image=still.image, file=self.path.name, new_scene=True)
         frame.extra["decode_ms"] = self._decode_ms  # decoded at open: pulling the frame costs nothing
         if still.full_size is not None:
             frame.extra["full_size"] = still.full_size
@@ -120,11 +120,17 @@ class ImageFileSource:
 
 
 class ImageFolderSource:
-    """Every image file in a folder, sorted by name; unreadable files are logged, skipped, counted."""
+    """Every image file in a folder, sorted by name; unreadable files are logged, skipped, counted.
+
+    Each image is its own scene (``Frame.new_scene``) unless ``image_sequence``: a folder of
+    photos is not a film, and tracking across it joined different people who stood at the same
+    place into one track whose smoothed labels mixed them (on 1,232 labelled faces, 56% of the raw
+    labels were right and 38% of the smoothed ones). ``image_sequence`` is for frames of one scene
+    saved as files (``ffmpeg -i clip.mp4 frames/%05d.png``), which the tracker may follow."""
 
     live = False
 
-    def __init__(self, folder: Path, *, max_width: int = 640) -> None:
+    def __init__(self, folder: Path, *, max_width: int = 640, image_sequence: bool = False) -> None:
         self.folder = Path(folder)
         self.name = str(self.folder)
         if not self.folder.is_dir():
@@ -135,6 +141,7 @@ class ImageFolderSource:
         if not self.files:
             raise SourceError(f"no image files in {self.folder}")
         self.max_width = max_width
+        self.image_sequence = image_sequence
         self._stop = threading.Event()
         self._read = 0
         self._skipped = 0
@@ -150,7 +157,13 @@ class ImageFolderSource:
                 log.warning("skipping image %s (%d skipped so far)", exc, self._skipped)
                 continue
             self._read += 1
-            frame = Frame(index=index, timestamp=time.time(), image=still.image, file=path.name)
+            frame = Frame(
+                index=index,
+                timestamp=time.time(),
+                image=still.image,
+                file=path.name,
+                new_scene=not self.image_sequence,
+            )
             if still.full_size is not None:
                 frame.extra["full_size"] = still.full_size
             del still  # as for video: a 12-megapixel photo is 36 MB; the consumer decides how long it lives
