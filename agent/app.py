@@ -54,10 +54,9 @@ def build_classifier(config: AgentConfig) -> FaceClassifier:
 
 
 def build_source(config: AgentConfig) -> FrameSource:
-    # max_width is applied by the pipeline, not the source
+    # max_width also reaches the source: still images decode reduced to what detection needs
     options = config.source.to_dict()
-    for key in ("uri", "max_width"):
-        options.pop(key)
+    options.pop("uri")
     return open_source(config.source.uri, **options)
 
 

@@ -92,7 +92,8 @@ class PipelineOptions:
     """Keep every frame's pixels as the source gave them until the hooks have run (for hooks that
     need pixels). By default a downscaled frame is reduced to luma (see :func:`luma_reduction`)
     once the detector's colour copy is made, and the detect stage lets go of the pixels once it
-    has cut the faces out: ``on_faces`` and ``on_frame`` hooks then get ``frame.image is None``."""
+    has cut the faces out: ``on_faces`` and ``on_frame`` hooks then get ``frame.image is None``.
+    A still image the source decoded reduced stays reduced: boxes refer to ``extra["full_size"]``."""
 
 
 @dataclass
@@ -135,6 +136,18 @@ def detection_image(image: Image, max_width: int) -> tuple[Image, float]:
     # need the anti-aliasing; the classifier crops from the full-resolution frame anyway.
     small = cv2.resize(image, (max_width, nh), interpolation=cv2.INTER_LINEAR)
     return np.asarray(small, dtype=np.uint8), w / max_width
+
+
+def detection_copy(frame: Frame, max_width: int) -> tuple[Image, float, bool]:
+    """:func:`detection_image` of the frame's image, with the factor from detection pixels to the
+    frame's full size (a source may have decoded a large still image smaller, see
+    ``Frame.extra["full_size"]``), and whether the image itself was downscaled for detection."""
+    assert frame.image is not None
+    small, shrink = detection_image(frame.image, max_width)
+    factor = shrink
+    if "full_size" in frame.extra:
+        factor *= frame.extra["full_size"][1] / frame.image.shape[1]
+    return small, factor, shrink > 1.0
 
 
 def to_pixel_box(det: Detection, factor: float, width: int, height: int) -> tuple[int, int, int, int]:
@@ -212,8 +225,8 @@ class _Stage:
                 frame = next(self._frames, None)
                 if frame is None:
                     break
-                if self._read_ms_key is not None:
-                    frame.extra[self._read_ms_key] = (time.perf_counter() - start) * 1000.0
+                if self._read_ms_key is not None:  # unless the source timed its decode itself
+                    frame.extra.setdefault(self._read_ms_key, (time.perf_counter() - start) * 1000.0)
                 if not frame.idle:
                     self._work(frame)
                 while not self._stop.is_set():
@@ -296,9 +309,9 @@ def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Fram
             return  # the consumer counts and logs it
         assert frame.image is not None
         start = time.perf_counter()
-        small, factor = detection_image(frame.image, max_width)
+        small, factor, downscaled = detection_copy(frame, max_width)
         frame.extra["small"] = small, factor
-        if factor > 1.0 and not keep_color:
+        if downscaled and not keep_color:
             full = frame.image
             height, width = full.shape[:2]
             luma = to_gray(full)
@@ -307,7 +320,7 @@ def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Fram
                 # An exact integer ratio keeps INTER_AREA on its fast path (0.1 ms at 1080p).
                 size = (width // k, height // k)
                 luma = np.asarray(cv2.resize(luma, size, interpolation=cv2.INTER_AREA), np.uint8)
-                frame.extra["full_size"] = height, width
+                frame.extra.setdefault("full_size", (height, width))
             frame.image = luma
             if frame.recycle is not None:
                 frame.recycle(full)  # nothing here holds it any more: the source decodes into it
@@ -476,12 +489,11 @@ class Pipeline:
             self.latency.add("detect", lat["detect"])
         if cut is None:
             assert frame.image is not None
-            image = frame.image
             if "small" in frame.extra:
                 small, factor = frame.extra["small"]
             else:
                 with self.latency.measure("resize", lat):
-                    small, factor = detection_image(image, self.options.max_width)
+                    small, factor, _ = detection_copy(frame, self.options.max_width)
             if "detections" not in frame.extra:
                 with self.latency.measure("detect", lat):
                     detections = self.detector.detect(small)

@@ -42,6 +42,10 @@ class SourceConfig(_Section):
     with. Files, folders and the demo always give every frame."""
     demo_frames: int = setting(default=300, gt=0)
     demo_fps: float = setting(default=0.0, ge=0.0)
+    image_sequence: bool = False
+    """A folder source's images are frames of one scene (a video saved as files): track faces
+    across them. By default each image is a scene of its own, with tracks and smoothed labels
+    that never span two files (a folder of photos shows different people at the same place)."""
 
 
 #: Detectors facecast no longer has, and the one line a config naming one gets instead of "must be

@@ -30,12 +30,17 @@ def open_source(
     camera_width: int = 640,
     camera_height: int = 480,
     max_fps: float = 0.0,
+    max_width: int = 640,
+    image_sequence: bool = False,
 ) -> FrameSource:
     """``demo`` | ``picamera2`` | camera index or ``/dev/videoN`` | ``rtsp://``/``http(s)://`` URL |
-    a folder of images | a video file. Raises ``SourceError`` (one line) if it cannot be opened.
+    a folder of images | an image file | a video file. Raises ``SourceError`` (one line) if it
+    cannot be opened, or (a file) if it holds no frame OpenCV can decode.
 
     ``max_fps`` > 0 caps how many frames a second a live source hands out; files and folders
-    always give every frame."""
+    always give every frame. ``max_width`` (the detection width) lets still images decode reduced.
+    ``image_sequence``: a folder's images are frames of one scene, tracked across files; by default
+    each image is a scene of its own."""
     spec = str(spec).strip()
     if not spec:
         raise SourceError("no source given (use --source)")
@@ -55,13 +60,23 @@ def open_source(
     if spec.lower().startswith(STREAM_SCHEMES):
         return live.open_stream(spec, label=redact_url(spec), max_fps=max_fps)
     path = Path(spec).expanduser()
-    from agent.sources.files import ImageFolderSource, VideoFileSource
-
     if path.is_dir():
-        return ImageFolderSource(path)
+        from agent.sources.files import ImageFolderSource
+
+        return ImageFolderSource(path, max_width=max_width, image_sequence=image_sequence)
     if path.is_file():
-        return VideoFileSource(path)
+        return _open_file(path, max_width=max_width)
     raise SourceError(f"source not found: {spec}")
+
+
+def _open_file(path: Path, *, max_width: int) -> FrameSource:
+    """An image (by its name or its header) or else a video."""
+    from agent.sources.files import IMAGE_SUFFIXES, ImageFileSource, VideoFileSource
+    from agent.sources.image_header import read_header
+
+    if path.suffix.lower() in IMAGE_SUFFIXES or read_header(path) is not None:
+        return ImageFileSource(path, max_width=max_width)
+    return VideoFileSource(path)
 
 
 __all__ = ["Frame", "FrameSource", "SourceError", "open_source", "redact_url"]

@@ -15,11 +15,16 @@ class Frame:
     """One captured image.
 
     ``image`` is BGR ``HxWx3`` (or grayscale ``HxW`` for sources that give luma only) in the
-    source's native resolution; ``index`` counts frames read from the source (dropped live frames
-    included, so gaps show drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names
-    the image for folder sources. An ``idle`` frame carries no image: a live source emits one when
-    no frame arrived for a while (camera gone, stream stalled), so the consumer's loop still turns
+    source's native resolution, unless ``extra["full_size"]`` holds ``(height, width)``: the source
+    then decoded it smaller (a large still image), and boxes and the event's frame size refer to
+    ``full_size``. ``index`` counts frames read from the source (dropped live frames included, so
+    gaps show drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names the image for
+    image sources. An ``idle`` frame carries no image: a live source emits one when no frame
+    arrived for a while (camera gone, stream stalled), so the consumer's loop still turns
     (heartbeats, watchdog pings) instead of blocking until the device returns.
+
+    ``new_scene``: nothing before this frame shows the same people (each image of a folder of
+    unrelated photos), so a tracker must not carry a track across it.
 
     ``recycle``, when a source sets it, takes ``image`` back for the source to decode the next
     frame into. A consumer that is done with the full-size image (and keeps no view of it) hands it
@@ -33,6 +38,7 @@ class Frame:
     file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     idle: bool = False
+    new_scene: bool = False
     recycle: Callable[[npt.NDArray[np.uint8]], None] | None = field(default=None, repr=False, compare=False)
 
 

@@ -59,7 +59,7 @@ class TrackingHook:
 
     def __call__(self, frame: Frame, faces: list[FaceResult]) -> list[FaceResult]:
         """``on_faces``: annotate; the messages wait for :meth:`publish` (after the frame event)."""
-        step = self.tracker.update(frame.timestamp, faces)
+        step = self.tracker.update(frame.timestamp, faces, new_scene=frame.new_scene)
         self._pending = (frame.timestamp, step)
         self._last_ts = frame.timestamp
         return step.faces

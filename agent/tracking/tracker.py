@@ -132,8 +132,12 @@ class FaceTracker:
     def tracks(self) -> list[Track]:
         return list(self._tracks)
 
-    def update(self, ts: float, faces: Sequence[FaceResult]) -> TrackerStep:
-        """Associate ``faces`` (one processed frame, capture time ``ts``) with the live tracks."""
+    def update(self, ts: float, faces: Sequence[FaceResult], *, new_scene: bool = False) -> TrackerStep:
+        """Associate ``faces`` (one processed frame, capture time ``ts``) with the live tracks.
+
+        ``new_scene``: the frame shows a different scene (the next photo of a folder), so every live
+        track ends here and each face starts a track of its own, whatever its position."""
+        ended: list[Track] = self.finish() if new_scene else []
         tracks = self._tracks
         pairs, lost, fresh = match(
             [t.predicted() for t in tracks],
@@ -151,7 +155,6 @@ class FaceTracker:
                 track.confirmed = True
                 started.append(track)
             out[f_idx] = replace(faces[f_idx], track_id=track.id, smoothed=track.smoothed)
-        ended: list[Track] = []
         keep: list[Track] = []
         lost_set = set(lost)
         for i, track in enumerate(tracks):
