@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import subprocess
@@ -99,14 +100,16 @@ def test_wrong_password_does_not_raise_and_keeps_buffering(auth_broker, tmp_path
     assert brokers.wait_for(lambda: any("refused" in r.getMessage() for r in caplog.records), 10)
     time.sleep(2.5)  # several more refused attempts
     pub.close(timeout=0.5)
-    refused = [r for r in caplog.records if r.name == "agent.comms.mqtt" and "refused" in r.getMessage()]
-    assert len(refused) == 1, "say it once, not once per retry"
+    refused = _refusal_lines(caplog)  # the closing summary repeats it once more, by design
+    assert len(refused) == 1, "say it once, not once per retry (within a minute)"
     assert pub.stats()["connected"] is False
     for record in caplog.records:
         assert SECRET not in record.getMessage()
 
 
-def _make_certs(d: Path) -> None:
+def _make_certs(d: Path, san: str = "IP:127.0.0.1") -> None:
+    """A CA (ca.crt) and a server certificate it signed for ``san`` (server.crt/.key) in ``d``."""
+
     def run(*args: str) -> None:
         assert OPENSSL is not None
         subprocess.run([OPENSSL, *args], check=True, capture_output=True, cwd=d)
@@ -115,7 +118,7 @@ def _make_certs(d: Path) -> None:
         "-days", "2", "-subj", "/CN=facecast-test-ca")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
         "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (d / "san.ext").write_text(f"subjectAltName={san}\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
 
@@ -155,7 +158,9 @@ def test_tls_connection_delivers(tmp_path):
 
 @pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
 def test_tls_untrusted_server_is_not_used(tmp_path, caplog):
-    """Certificate verification is on by default: a server our CA did not sign gets nothing."""
+    """Certificate verification is on by default: a server our CA did not sign gets nothing,
+    and the log says why (the broker's side of it reads `unknown ca`)."""
+    caplog.set_level(logging.INFO, logger="agent.comms")
     certs, other = tmp_path / "certs", tmp_path / "other"
     certs.mkdir()
     other.mkdir()
@@ -182,6 +187,12 @@ def test_tls_untrusted_server_is_not_used(tmp_path, caplog):
     finally:
         pub.close(timeout=0.5)
         broker.stop()
+    line = _refusal_lines(caplog)[0]
+    assert "TLS certificate verify failed" in line and "unknown CA" in line, line
+    assert str(other / "ca.crt") in line  # names the CA file it checked against
+    assert "unknown ca" in broker.log.read_text().lower()  # what the broker says about it
+    reason = pub.undelivered_reason()
+    assert reason is not None and "certificate verify failed" in reason and "1 event(s)" in reason
 
 
 def test_unreadable_password_file_fails_start_loudly(tmp_path):
@@ -190,3 +201,129 @@ def test_unreadable_password_file_fails_start_loudly(tmp_path):
     with pytest.raises(OSError, match="missing"):
         pub.start()
     assert not (tmp_path / "state" / "buffer.sqlite3").exists()
+
+
+# -- a refused connection names its cause (issue 27.5) --------------------------------------------
+
+
+def _refusal_lines(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "agent.comms.mqtt"
+        and "refused the connection:" in r.getMessage()
+        and not r.getMessage().startswith("MQTT publisher closed")
+    ]
+
+
+def _tls_broker(tmp_path: Path, certs: Path) -> tuple[brokers.Mosquitto, int]:
+    """A started broker: a plain listener (``.port``) and a TLS one (the returned port)."""
+    tls_port = brokers.free_port()
+    broker = brokers.Mosquitto(
+        tmp_path / f"tls-broker-{certs.name}",
+        extra=[
+            f"listener {tls_port} 127.0.0.1",
+            f"certfile {certs / 'server.crt'}",
+            f"keyfile {certs / 'server.key'}",
+        ],
+    )
+    broker.start()
+    return broker, tls_port
+
+
+def test_wrong_password_names_the_cause_and_repeats_it_at_most_once_per_interval(
+    auth_broker, tmp_path, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    cfg = MqttConfig(
+        port=auth_broker.port,
+        username="cam",
+        password=Secret(SECRET + "-wrong"),
+        reconnect_min_delay=1,
+        reconnect_max_delay=1,
+    )
+    pub = MqttPublisher(cfg, DEVICE, tmp_path, report_every_s=2.0)
+    pub.start()
+    for i in range(5):
+        pub.publish("frames", {"seq": i})
+    time.sleep(5.5)  # about six refused attempts, one a second
+    stats = pub.stats()
+    pub.close(timeout=0.5)
+
+    assert stats["connect_failures"] >= 5, "paho keeps retrying"
+    assert "not authorised" in stats["last_connect_failure"]
+    lines = [r for r in caplog.records if r.getMessage() in _refusal_lines(caplog)]
+    assert "not authorised: bad username or password for user 'cam'" in lines[0].getMessage()
+    assert "retrying every 1-1 s" in lines[0].getMessage()
+    assert 2 <= len(lines) <= 3 < stats["connect_failures"], [r.getMessage() for r in lines]
+    gaps = [b.created - a.created for a, b in itertools.pairwise(lines)]
+    assert all(gap >= 1.9 for gap in gaps), gaps
+    assert "still failing" in lines[1].getMessage() and "5 event(s) waiting" in lines[1].getMessage()
+    reason = pub.undelivered_reason()
+    assert reason is not None and reason.startswith(f"MQTT broker 127.0.0.1:{auth_broker.port} refused")
+    assert "not authorised" in reason and "5 event(s) kept on disk" in reason
+    for record in caplog.records:
+        assert SECRET not in record.getMessage()
+
+
+def test_no_username_for_a_broker_that_wants_one(auth_broker, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="agent.comms")
+    pub = MqttPublisher(MqttConfig(port=auth_broker.port), DEVICE, tmp_path)
+    pub.start()
+    try:
+        assert brokers.wait_for(lambda: _refusal_lines(caplog), 10)
+    finally:
+        pub.close(timeout=0.5)
+    assert "no username was sent and this broker wants one" in _refusal_lines(caplog)[0]
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+def test_tls_certificate_for_another_host_names_the_mismatch(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="agent.comms")
+    certs = tmp_path / "elsewhere"
+    certs.mkdir()
+    _make_certs(certs, san="DNS:elsewhere.example")  # signed by our CA, but not for 127.0.0.1
+    broker, tls_port = _tls_broker(tmp_path, certs)
+    cfg = MqttConfig(port=tls_port, tls=MqttTlsConfig(enabled=True, ca_certs=certs / "ca.crt"))
+    pub = MqttPublisher(cfg, DEVICE, tmp_path / "state")
+    try:
+        pub.start()
+        assert brokers.wait_for(lambda: _refusal_lines(caplog), 10)
+    finally:
+        pub.close(timeout=0.5)
+        broker.stop()
+    line = _refusal_lines(caplog)[0]
+    assert "TLS certificate verify failed: IP address mismatch" in line, line
+    assert "not issued for '127.0.0.1'" in line
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+def test_tls_against_a_plain_port_and_plain_against_a_tls_port(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="agent.comms")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _make_certs(certs)
+    broker, tls_port = _tls_broker(tmp_path, certs)
+    tls_to_plain = MqttConfig(port=broker.port, tls=MqttTlsConfig(enabled=True, ca_certs=certs / "ca.crt"))
+    plain_to_tls = MqttConfig(port=tls_port)
+    try:
+        for cfg, needle in [
+            (tls_to_plain, f"during the TLS handshake: is {broker.port} a plain MQTT listener?"),
+            (
+                plain_to_tls,
+                f"without answering CONNECT; is {tls_port} a TLS listener? then set mqtt.tls.enabled",
+            ),
+        ]:
+            caplog.clear()
+            pub = MqttPublisher(cfg, DEVICE, tmp_path / f"state-{cfg.port}")
+            pub.start()
+            pub.publish("frames", {"seq": 0})
+            try:
+                assert brokers.wait_for(lambda: _refusal_lines(caplog), 10)
+            finally:
+                pub.close(timeout=0.5)
+            assert needle in _refusal_lines(caplog)[0], _refusal_lines(caplog)
+            assert not pub.stats()["connected"]
+            assert "1 event(s) kept on disk" in (pub.undelivered_reason() or "")
+    finally:
+        broker.stop()
