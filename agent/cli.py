@@ -7,8 +7,11 @@ exit status (2 for configuration/usage, 1 for anything else), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any, NoReturn
 
 from agent import __version__
 from agent.errors import ConfigError, FacecastError
+from agent.log_redaction import RedactingFormatter, redact
 from agent.memory import fix_mmap_threshold
 
 DEMO_FPS = 15.0  # the demo's pace: slow enough to read the events as they are printed
@@ -127,22 +131,60 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    quiet_opencv(debug=level == "DEBUG")
+    """All logging to stderr, credentials masked (:mod:`agent.log_redaction`); stdout kept for
+    what the command prints on purpose (:func:`reserve_stdout`)."""
+    reserve_stdout()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler], force=True)
+    quiet_opencv()
 
 
-def quiet_opencv(*, debug: bool) -> None:
-    """OpenCV's own WARN lines (e.g. a missing V4L2 device) would double our one-line errors."""
+def quiet_opencv() -> None:
+    """Silence OpenCV's own log, whatever ``--log-level`` says.
+
+    It prints a stream's URL with its password (``CAP_IMAGES: File does not exist:
+    http://user:pw@...`` at INFO, the URL it tries at DEBUG), its INFO lines go to stdout, and
+    at WARN it doubles our one-line errors (e.g. a missing V4L2 device). Our own messages name
+    the source, redacted.
+    """
     import cv2
 
     cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)
     if cv_logging is not None:
-        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_INFO if debug else cv_logging.LOG_LEVEL_ERROR)
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+
+
+def reserve_stdout() -> None:
+    """Keep file descriptor 1 for what the agent writes on purpose (``--sink stdout`` events,
+    ``bench --json``), so its reader never meets a stray line.
+
+    Native libraries (OpenCV, FFmpeg, LiteRT, GStreamer) write to fd 1 directly, past Python's
+    logging. So ``sys.stdout`` moves to a duplicate of fd 1 and fd 1 itself is pointed at stderr:
+    whatever else writes there lands beside the log. Idempotent; a no-op when ``sys.stdout`` is
+    not a real file (e.g. captured by a test).
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return
+    if fd != 1:
+        return  # already moved
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:
+        return  # no stderr to point fd 1 at: leave things as they are
+    raw = io.FileIO(saved, "w")
+    raw.name = "<stdout>"  # what the stdout sink's log line names, instead of a descriptor number
+    old = sys.stdout
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=old.encoding,
+        errors=old.errors,
+        line_buffering=bool(old.line_buffering),
+    )
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -211,19 +253,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS.get(args.command, getattr(args, "handler", None))(args)  # type: ignore[misc]
     except ConfigError as exc:
-        sys.stderr.write(f"facecast: error: {exc}\n")
+        sys.stderr.write(f"facecast: error: {redact(str(exc))}\n")
         return EXIT_USAGE
     except FacecastError as exc:
-        sys.stderr.write(f"facecast: error: {exc}\n")
+        sys.stderr.write(f"facecast: error: {redact(str(exc))}\n")
         return EXIT_ERROR
     except BrokenPipeError:
-        return 0  # `facecast run --sink stdout | head` ended the reader; not an error
+        # `facecast run --sink stdout | head` ended the reader; not an error. Python's docs' recipe:
+        # point stdout at /dev/null so the flush at interpreter exit does not fail again (exit 120).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as exc:
-        sys.stderr.write(f"facecast: error: {exc}\n")
+        sys.stderr.write(f"facecast: error: {redact(str(exc))}\n")
         return EXIT_ERROR
     except Exception as exc:  # the one-line contract holds even for our own bugs
         log.debug("unexpected error", exc_info=True)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
         hint = "--log-level DEBUG shows the traceback"
         sys.stderr.write(f"facecast: error: unexpected {type(exc).__name__}: {first} ({hint})\n")
         return EXIT_ERROR
