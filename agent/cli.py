@@ -196,15 +196,35 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from agent.app import run_agent
+    from agent.app import build_publisher, run_agent
     from agent.config import load_config
 
     config = load_config(args.config, overrides=_overrides(args))
     setup_logging(config.log_level)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be >= 1")
-    run_agent(config, max_frames=args.max_frames)
+    publisher = build_publisher(config)
+    run_agent(config, max_frames=args.max_frames, publisher=publisher)
+    # Events waiting on disk for an unreachable broker are the buffer doing its job (exit 0). A
+    # bounded run whose broker refused us (password, TLS) delivered nothing and would look like a
+    # success: say why, non-zero. A service on a live source is stopped by a signal instead and
+    # keeps exit 0 (systemd would mark every stop during the refusal as a failure).
+    undelivered = getattr(publisher, "undelivered_reason", None)
+    refused = undelivered() if callable(undelivered) else None
+    if refused and _bounded(config.source.uri, args.max_frames):
+        raise FacecastError(str(refused))
     return 0
+
+
+def _bounded(uri: str, max_frames: int | None) -> bool:
+    """Whether the run ends by itself: ``--max-frames``, or a source that runs out (file, folder,
+    demo), as opposed to a camera or stream that runs until it is stopped."""
+    from agent.sources import STREAM_SCHEMES
+    from agent.sources.live import parse_camera
+
+    spec = uri.strip()
+    live = spec == "picamera2" or spec.lower().startswith(STREAM_SCHEMES) or parse_camera(spec) is not None
+    return max_frames is not None or not live
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
