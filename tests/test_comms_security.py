@@ -274,6 +274,23 @@ def test_wrong_password_names_the_cause_and_repeats_it_at_most_once_per_interval
         assert SECRET not in record.getMessage()
 
 
+def test_refused_connection_is_retried_with_backoff(auth_broker, tmp_path, caplog):
+    """paho's own DEBUG log times each CONNECT: 1 s, then 2 s (the max) between refused attempts."""
+    caplog.set_level(logging.DEBUG)  # before start(): paho's logger is attached only when enabled
+    cfg = MqttConfig(port=auth_broker.port, username="cam", password=Secret("nope"), reconnect_max_delay=2)
+    pub = MqttPublisher(cfg, DEVICE, tmp_path)
+    pub.start()
+    try:
+        time.sleep(5.6)
+    finally:
+        pub.close(timeout=0.5)
+    sent = [r.created for r in caplog.records if r.getMessage().startswith("Sending CONNECT")]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert len(gaps) >= 3, gaps
+    assert 0.8 <= gaps[0] <= 1.7, gaps
+    assert all(1.8 <= gap <= 2.9 for gap in gaps[1:]), gaps
+
+
 def test_no_username_for_a_broker_that_wants_one(auth_broker, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="agent.comms")
     pub = MqttPublisher(MqttConfig(port=auth_broker.port), DEVICE, tmp_path)
