@@ -7,8 +7,11 @@ exit status (2 for configuration/usage, 1 for anything else), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any, NoReturn
 
 from agent import __version__
 from agent.errors import ConfigError, FacecastError
+from agent.log_redaction import RedactingFormatter, redact
 from agent.memory import fix_mmap_threshold
 
 DEMO_FPS = 15.0  # the demo's pace: slow enough to read the events as they are printed
@@ -128,22 +132,60 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    quiet_opencv(debug=level == "DEBUG")
+    """All logging to stderr, credentials masked (:mod:`agent.log_redaction`); stdout kept for
+    what the command prints on purpose (:func:`reserve_stdout`)."""
+    reserve_stdout()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler], force=True)
+    quiet_opencv()
 
 
-def quiet_opencv(*, debug: bool) -> None:
-    """OpenCV's own WARN lines (e.g. a missing V4L2 device) would double our one-line errors."""
+def quiet_opencv() -> None:
+    """Silence OpenCV's own log, whatever ``--log-level`` says.
+
+    It prints a stream's URL with its password (``CAP_IMAGES: File does not exist:
+    http://user:pw@...`` at INFO, the URL it tries at DEBUG), its INFO lines go to stdout, and
+    at WARN it doubles our one-line errors (e.g. a missing V4L2 device). Our own messages name
+    the source, redacted.
+    """
     import cv2
 
     cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)
     if cv_logging is not None:
-        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_INFO if debug else cv_logging.LOG_LEVEL_ERROR)
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+
+
+def reserve_stdout() -> None:
+    """Keep file descriptor 1 for what the agent writes on purpose (``--sink stdout`` events,
+    ``bench --json``), so its reader never meets a stray line.
+
+    Native libraries (OpenCV, FFmpeg, LiteRT, GStreamer) write to fd 1 directly, past Python's
+    logging. So ``sys.stdout`` moves to a duplicate of fd 1 and fd 1 itself is pointed at stderr:
+    whatever else writes there lands beside the log. Idempotent; a no-op when ``sys.stdout`` is
+    not a real file (e.g. captured by a test).
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return
+    if fd != 1:
+        return  # already moved
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:
+        return  # no stderr to point fd 1 at: leave things as they are
+    raw = io.FileIO(saved, "w")
+    raw.name = "<stdout>"  # what the stdout sink's log line names, instead of a descriptor number
+    old = sys.stdout
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=old.encoding,
+        errors=old.errors,
+        line_buffering=bool(old.line_buffering),
+    )
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -155,15 +197,35 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from agent.app import run_agent
+    from agent.app import build_publisher, run_agent
     from agent.config import load_config
 
     config = load_config(args.config, overrides=_overrides(args))
     setup_logging(config.log_level)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be >= 1")
-    run_agent(config, max_frames=args.max_frames)
+    publisher = build_publisher(config)
+    run_agent(config, max_frames=args.max_frames, publisher=publisher)
+    # Events waiting on disk for an unreachable broker are the buffer doing its job (exit 0). A
+    # bounded run whose broker refused us (password, TLS) delivered nothing and would look like a
+    # success: say why, non-zero. A service on a live source is stopped by a signal instead and
+    # keeps exit 0 (systemd would mark every stop during the refusal as a failure).
+    undelivered = getattr(publisher, "undelivered_reason", None)
+    refused = undelivered() if callable(undelivered) else None
+    if refused and _bounded(config.source.uri, args.max_frames):
+        raise FacecastError(str(refused))
     return 0
+
+
+def _bounded(uri: str, max_frames: int | None) -> bool:
+    """Whether the run ends by itself: ``--max-frames``, or a source that runs out (file, folder,
+    demo), as opposed to a camera or stream that runs until it is stopped."""
+    from agent.sources import STREAM_SCHEMES
+    from agent.sources.live import parse_camera
+
+    spec = uri.strip()
+    live = spec == "picamera2" or spec.lower().startswith(STREAM_SCHEMES) or parse_camera(spec) is not None
+    return max_frames is not None or not live
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -212,19 +274,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS.get(args.command, getattr(args, "handler", None))(args)  # type: ignore[misc]
     except ConfigError as exc:
-        sys.stderr.write(f"facecast: error: {exc}\n")
+        sys.stderr.write(f"facecast: error: {redact(str(exc))}\n")
         return EXIT_USAGE
     except FacecastError as exc:
-        sys.stderr.write(f"facecast: error: {exc}\n")
+        sys.stderr.write(f"facecast: error: {redact(str(exc))}\n")
         return EXIT_ERROR
     except BrokenPipeError:
-        return 0  # `facecast run --sink stdout | head` ended the reader; not an error
+        # `facecast run --sink stdout | head` ended the reader; not an error. Python's docs' recipe:
+        # point stdout at /dev/null so the flush at interpreter exit does not fail again (exit 120).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as exc:
-        sys.stderr.write(f"facecast: error: {exc}\n")
+        sys.stderr.write(f"facecast: error: {redact(str(exc))}\n")
         return EXIT_ERROR
     except Exception as exc:  # the one-line contract holds even for our own bugs
         log.debug("unexpected error", exc_info=True)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
         hint = "--log-level DEBUG shows the traceback"
         sys.stderr.write(f"facecast: error: unexpected {type(exc).__name__}: {first} ({hint})\n")
         return EXIT_ERROR

@@ -18,6 +18,17 @@ Delivery guarantee (QoS 1 events, the default for frames):
 * After a restart of the agent, rows left on disk (never acknowledged) are sent first, before any
   event of the new run, because the queue is ordered by an autoincrement key.
 
+A row whose topic can never be published (see :mod:`agent.config.topics`; e.g. stored under a bad
+device id by an earlier version) is dropped with its reason and counted (``undeliverable``) instead
+of being handed to paho: the broker would drop the connection on it after every reconnect, and
+every event behind it would wait forever.
+
+A failed connection attempt is classified (:mod:`agent.comms.connect_failure`) and logged with its
+cause; while it persists, the cause is repeated at most once per ``report_every_s`` (a minute).
+When the broker *refused* us (credentials, TLS verification, TLS against a plain port) and events
+are left on disk at :meth:`MqttPublisher.close`, :meth:`MqttPublisher.undelivered_reason` says so,
+so a bounded run can end non-zero instead of looking like a success.
+
 QoS 0 messages (e.g. periodic stats) skip the buffer: they are sent if connected, otherwise dropped
 and counted (``qos0_dropped``); they carry no ordering promise relative to QoS 1 events.
 
@@ -30,6 +41,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -42,8 +54,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.comms.buffer import DiskBuffer
+from agent.comms import connect_failure
+from agent.comms.buffer import BufferedMessage, DiskBuffer
+from agent.comms.connect_failure import ConnectFailure
 from agent.config.mqtt import MqttConfig
+from agent.config.topics import part_problem, topic_problem
+from agent.config.validation import Secret
+from agent.log_redaction import hide_in_logs
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +74,8 @@ _ACK_FLUSH_INTERVAL_S = 0.05
 _SENDER_IDLE_WAIT_S = 0.1
 _STATUS_SLACK = 8
 """Extra paho in-flight slots beyond our window, so status messages never queue behind events."""
+REPORT_EVERY_S = 60.0
+"""A connection failure that persists is logged again at most this often (the cause, not a flood)."""
 
 
 def encode_payload(payload: Mapping[str, Any] | str) -> bytes:
@@ -66,10 +85,11 @@ def encode_payload(payload: Mapping[str, Any] | str) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def apply_credentials(client: mqtt.Client, cfg: MqttConfig) -> None:
+def apply_credentials(client: mqtt.Client, cfg: MqttConfig) -> Secret | None:
     """Username/password and TLS from ``cfg`` (shared with other clients, e.g. the dashboard's).
 
-    Raises ``OSError``/``ValueError`` for an unreadable password file or missing TLS files.
+    Returns the password it set, so the caller can keep it out of the logs. Raises
+    ``OSError``/``ValueError`` for an unreadable password file or missing TLS files.
     """
     password = cfg.resolve_password()
     if cfg.username is not None or password is not None:
@@ -82,19 +102,27 @@ def apply_credentials(client: mqtt.Client, cfg: MqttConfig) -> None:
         )
         if cfg.tls.insecure:
             client.tls_insecure_set(True)
+    return password
 
 
 class MqttPublisher:
     """The MQTT implementation of :class:`~agent.comms.base.Publisher` (see the module docstring)."""
 
-    def __init__(self, config: MqttConfig, device_id: str, state_dir: Path) -> None:
-        if not device_id or any(c in device_id for c in "/#+"):
-            raise ValueError(f"device_id must be a single topic level, got {device_id!r}")
+    def __init__(
+        self, config: MqttConfig, device_id: str, state_dir: Path, *, report_every_s: float = REPORT_EVERY_S
+    ) -> None:
+        problem = part_problem(device_id, single_level=True)
+        if problem:
+            raise ValueError(f"device_id {device_id!r} {problem}")
         self._cfg = config
         self._device_id = device_id
         self._state_dir = state_dir
         self._status_topic = config.topic(device_id, "status")
+        problem = topic_problem(self._status_topic)
+        if problem:
+            raise ValueError(f"status topic {self._status_topic!r} {problem}")
         self._window = config.max_inflight
+        self._report_every_s = report_every_s
 
         self._buffer: DiskBuffer | None = None
         self._client: mqtt.Client | None = None
@@ -112,10 +140,16 @@ class MqttPublisher:
         self._ready = False  # connected AND paho has re-queued the previous in-flight messages
         self._online_mid: int | None = None
         self._connects = 0
-        self._outage_logged = False
+        # The last failed attempt (None once connected) and the last time a cause was logged.
+        self._failure: ConnectFailure | None = None
+        self._failures = 0
+        self._reported: tuple[str, float, int] | None = None  # reason, when, self._failures then
+        self._answered = False  # the broker answered this attempt's CONNECT (either way)
         self._closed = False
+        self._left_on_close = 0
         self._published = 0
         self._rejected = 0
+        self._undeliverable: dict[str, int] = {}
         self._qos0_published = 0
         self._qos0_dropped = 0
         self._subscriptions: dict[str, tuple[Callable[[str, bytes], None], int]] = {}
@@ -135,7 +169,9 @@ class MqttPublisher:
         cfg = self._cfg
         # Configuration errors (unreadable password_file, missing CA file) raise here, before
         # anything is opened: those are for the operator to fix, unlike an unreachable broker.
-        client = self._make_client()
+        client, password = self._make_client()
+        if password is not None:
+            hide_in_logs(password.get_secret_value())
         self._buffer = DiskBuffer(cfg.buffer.resolve_path(self._state_dir), cfg.buffer.max_events)
         self._client = client
         self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
@@ -164,9 +200,8 @@ class MqttPublisher:
         """Accept one event for ``<prefix>/<device_id>/<subtopic>``.
 
         QoS 1: durable once this returns. QoS 0: sent now if connected, else dropped and counted.
+        Raises ``ValueError`` for a topic MQTT cannot carry (see :func:`topic_problem`).
         """
-        if any(c in subtopic for c in "#+\x00"):
-            raise ValueError(f"invalid subtopic {subtopic!r}")
         self.publish_topic(self._cfg.topic(self._device_id, subtopic), payload, qos=qos, retain=retain)
 
     def publish_topic(
@@ -182,8 +217,9 @@ class MqttPublisher:
         buffer = self._buffer
         if buffer is None or self._closed:
             raise RuntimeError("MqttPublisher is not started (or already closed)")
-        if not topic or any(c in topic for c in "#+\x00"):
-            raise ValueError(f"invalid topic {topic!r}")
+        problem = topic_problem(topic)
+        if problem:
+            raise ValueError(f"invalid topic {topic!r}: it {problem}")
         level = self._cfg.qos if qos is None else qos
         if level not in (0, 1):
             raise ValueError(f"qos must be 0 or 1, got {level}")
@@ -206,7 +242,7 @@ class MqttPublisher:
         while time.monotonic() < deadline and len(buffer) > 0:
             # Still connecting (a short run can end before the first CONNACK): worth waiting for.
             # A known outage (failed attempt or lost link): leave the rest on disk at once.
-            if not self.is_connected() and self._outage_logged:
+            if not self.is_connected() and self._failure is not None:
                 break
             self._wake.set()
             time.sleep(0.01)
@@ -223,8 +259,10 @@ class MqttPublisher:
             except (RuntimeError, ValueError) as exc:
                 logger.warning("could not confirm the 'stopped' status: %s", exc)
             client.disconnect()  # a clean DISCONNECT: the broker discards the will
-        else:
+        elif self._connects:
             logger.info("closing while disconnected: the broker shows the 'offline' last will")
+        else:
+            logger.info("closing without ever having reached the broker")
         client.loop_stop()  # also ends paho's reconnect attempts
         # Late PUBACKs that arrived after the sender stopped still count: delete those rows too.
         self._collect_acks()
@@ -233,10 +271,41 @@ class MqttPublisher:
         buffer.close()
         with self._lock:
             self._connected = self._ready = False
+            self._left_on_close = left
+            failure = self._failure
+            lost = {
+                "rejected by the broker": self._rejected,
+                "unpublishable": sum(self._undeliverable.values()),
+                "dropped from a full buffer": buffer.dropped,
+            }
+        lost_text = ", ".join(f"{n} {what}" for what, n in lost.items() if n)
         if left:
-            logger.warning("MQTT publisher closed with %d event(s) kept on disk for the next run", left)
+            refused = failure is not None and failure.refused
+            logger.warning(
+                "MQTT publisher closed with %d event(s) kept on disk for the next run%s",
+                left,
+                f" (the broker refused the connection: {failure.reason})" if failure and refused else "",
+            )
+        elif lost_text:
+            logger.warning("MQTT publisher closed; nothing left on disk, but not delivered: %s", lost_text)
         else:
             logger.info("MQTT publisher closed; all events delivered")
+
+    def undelivered_reason(self) -> str | None:
+        """After :meth:`close`: one line if events stayed on disk because the broker refused us.
+
+        None when everything went out, or when the broker was merely unreachable (the events wait
+        on disk for the next run; that is the buffer doing its job, not a failure of the run).
+        """
+        with self._lock:
+            failure, left = self._failure, self._left_on_close
+        if not self._closed or failure is None or not failure.refused or not left:
+            return None
+        cfg = self._cfg
+        return (
+            f"MQTT broker {cfg.host}:{cfg.port} refused the connection: {failure.reason}; "
+            f"{left} event(s) kept on disk for the next run"
+        )
 
     def stats(self) -> dict[str, Any]:
         """Counters for health reporting. ``buffered`` includes events in flight (not yet acked)."""
@@ -250,6 +319,10 @@ class MqttPublisher:
                 "inflight": len(self._inflight),
                 "dropped": buffer.dropped if buffer is not None else 0,
                 "rejected": self._rejected,
+                "undeliverable": sum(self._undeliverable.values()),
+                "undeliverable_reasons": dict(self._undeliverable),
+                "connect_failures": self._failures,
+                "last_connect_failure": self._failure.reason if self._failure else None,
                 "reconnects": max(0, self._connects - 1),
                 "qos0_published": self._qos0_published,
                 "qos0_dropped": self._qos0_dropped,
@@ -285,7 +358,7 @@ class MqttPublisher:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> tuple[mqtt.Client, Secret | None]:
         cfg = self._cfg
         v5 = cfg.protocol == "5"
         client = mqtt.Client(
@@ -299,17 +372,18 @@ class MqttPublisher:
             # Only when debugging: paho logs every broker restart as an ERROR, and our callbacks
             # already say what matters once per outage.
             client.enable_logger(paho_log)
-        apply_credentials(client, cfg)
+        password = apply_credentials(client, cfg)
         client.will_set(self._status_topic, STATUS_OFFLINE, qos=1, retain=True)
         client.max_inflight_messages_set(self._window + _STATUS_SLACK)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(cfg.reconnect_min_delay, cfg.reconnect_max_delay)
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        return client
+        return client, password
 
     def _publish_qos0(self, topic: str, data: bytes, retain: bool) -> None:
         client = self._client
@@ -322,7 +396,40 @@ class MqttPublisher:
             else:
                 self._qos0_dropped += 1
 
+    def _note_failure(self, failure: ConnectFailure) -> None:
+        """Remember why the last attempt failed; log it when it is new, else at most once per
+        ``report_every_s`` (paho keeps retrying with backoff either way)."""
+        now = time.monotonic()
+        with self._lock:
+            self._failure = failure
+            self._failures += 1
+            last = self._reported
+            due = last is None or last[0] != failure.reason or now - last[1] >= self._report_every_s
+            if due:
+                self._reported = (failure.reason, now, self._failures)
+        if not due:
+            return
+        cfg = self._cfg
+        what = f"refused the connection: {failure.reason}" if failure.refused else failure.reason
+        if last is None or last[0] != failure.reason:
+            delays = f"{cfg.reconnect_min_delay}-{cfg.reconnect_max_delay}"
+            tail = f"buffering events and retrying every {delays} s"
+        else:
+            buffer = self._buffer
+            pending = len(buffer) if buffer is not None and not self._closed else 0
+            attempts = self._failures - last[2]
+            tail = (
+                f"still failing: {attempts} more attempt(s) in the last {now - last[1]:.0f} s, "
+                f"{pending} event(s) waiting on disk"
+            )
+        level = logging.ERROR if failure.refused else logging.WARNING
+        logger.log(level, "MQTT broker %s:%d %s; %s", cfg.host, cfg.port, what, tail)
+
     # paho callbacks: they run on paho's network thread and must not block.
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        with self._lock:
+            self._answered = False
 
     def _on_connect(
         self,
@@ -333,23 +440,27 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         cfg = self._cfg
+        with self._lock:
+            self._answered = True
         if reason_code.is_failure:
-            # Bad credentials or a refused client id: retrying is what paho does; say it once.
-            if not self._outage_logged:
-                logger.error("MQTT broker %s:%d refused the connection: %s", cfg.host, cfg.port, reason_code)
-                self._outage_logged = True
+            # Bad credentials or a refused client id: paho retries with backoff; say why.
+            self._note_failure(
+                connect_failure.from_connack(reason_code, username=cfg.username, protocol=cfg.protocol)
+            )
             return
         with self._lock:
             self._connected = True
             self._ready = False
             self._connects += 1
             reconnect = self._connects > 1
+            after_failure = self._failure is not None
+            self._failure = None
+            self._reported = None
         pending = len(self._buffer) if self._buffer is not None else 0
-        if reconnect or self._outage_logged:
+        if reconnect or after_failure:
             logger.info("MQTT connected to %s:%d again; %d event(s) to deliver", cfg.host, cfg.port, pending)
         else:
             logger.info("MQTT connected to %s:%d", cfg.host, cfg.port)
-        self._outage_logged = False
         info = client.publish(self._status_topic, STATUS_ONLINE, qos=1, retain=True)
         self._online_mid = info.mid
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -371,17 +482,15 @@ class MqttPublisher:
                 logger.exception("subscription callback for %s failed", message.topic)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        if not self._outage_logged:
-            cfg = self._cfg
-            logger.warning(
-                "MQTT broker %s:%d unreachable%s; buffering events and retrying every %d-%d s",
-                cfg.host,
-                cfg.port,
-                " (or the TLS handshake failed)" if cfg.tls.enabled else "",
-                cfg.reconnect_min_delay,
-                cfg.reconnect_max_delay,
+        # paho calls this from inside its `except OSError` around the attempt and passes no
+        # exception, so the one being handled is the only place the cause (e.g. `unknown ca`) is.
+        exc = sys.exc_info()[1]
+        cfg = self._cfg
+        self._note_failure(
+            connect_failure.from_exception(
+                exc, host=cfg.host, port=cfg.port, tls=cfg.tls.enabled, ca_certs=cfg.tls.ca_certs
             )
-            self._outage_logged = True
+        )
 
     def _on_disconnect(
         self,
@@ -393,10 +502,19 @@ class MqttPublisher:
     ) -> None:
         with self._lock:
             was_connected = self._connected
+            answered = self._answered
             self._connected = self._ready = False
-        if was_connected and not self._closed:
+        if self._closed:
+            return
+        cfg = self._cfg
+        if was_connected:
             logger.warning("MQTT connection lost (%s); buffering events and reconnecting", reason_code)
-            self._outage_logged = True
+            with self._lock:
+                self._failure = ConnectFailure(f"connection lost ({reason_code})", refused=False)
+                self._reported = None  # the next failed attempt says why at once
+        elif not answered:
+            # e.g. plain MQTT sent to a TLS listener: the broker hangs up without a CONNACK.
+            self._note_failure(connect_failure.closed_before_connack(port=cfg.port, tls=cfg.tls.enabled))
 
     def _on_publish(
         self,
@@ -457,13 +575,18 @@ class MqttPublisher:
             return cursor
         rows = buffer.peek(cursor, room)
         for row in rows:
-            try:
-                info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-            except ValueError:  # a row paho can never send (e.g. oversized): don't wedge on it
-                logger.exception("dropping unsendable buffered event %d", row.id)
-                buffer.delete([row.id])
-                with self._lock:
-                    self._rejected += 1
+            # A row that can never be published must not wedge the queue: the broker would drop
+            # the connection on it after every reconnect (paho re-sends it first each time).
+            problem = topic_problem(row.topic)
+            if problem is not None:
+                problem = f"the topic {problem}"
+            else:
+                try:
+                    info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                except ValueError as exc:  # e.g. a payload over MQTT's size limit
+                    problem = f"the MQTT client refused it ({exc})"
+            if problem is not None:
+                self._drop_unpublishable(buffer, row, problem)
                 cursor = row.id
                 continue
             if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:  # cannot happen with an unbounded queue
@@ -475,6 +598,15 @@ class MqttPublisher:
         if rows:
             self._wake.set()  # more may be waiting; loop again without sleeping
         return cursor
+
+    def _drop_unpublishable(self, buffer: DiskBuffer, row: BufferedMessage, problem: str) -> None:
+        """Delete a row that can never be published; log each reason once, count every row."""
+        buffer.delete([row.id])
+        with self._lock:
+            seen = self._undeliverable.get(problem, 0)
+            self._undeliverable[problem] = seen + 1
+        log = logger.warning if seen == 0 else logger.debug
+        log("dropping buffered event %d to %r, which can never be published: %s", row.id, row.topic, problem)
 
     def _collect_acks(self) -> None:
         acked = 0

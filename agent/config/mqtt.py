@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from agent.config.topics import part_problem
 from agent.config.validation import Secret, Section, SettingError, setting
 
 CREDENTIAL_NAME = "mqtt_password"
@@ -82,8 +83,15 @@ class MqttConfig(Section):
 
     def check(self) -> None:
         self.topic_prefix = self.topic_prefix.strip("/")
-        if not self.topic_prefix or any(c in self.topic_prefix for c in "#+\x00"):
-            raise SettingError("must be non-empty and contain no '#', '+' or NUL", field="topic_prefix")
+        problem = part_problem(self.topic_prefix)
+        if problem:
+            raise SettingError(problem, field="topic_prefix")
+        if self.topic_prefix.startswith("$"):
+            raise SettingError(
+                "must not start with '$': such topics belong to the broker (e.g. $SYS), "
+                "which accepts the events and delivers them to no subscriber",
+                field="topic_prefix",
+            )
         if self.reconnect_max_delay < self.reconnect_min_delay:
             raise SettingError("must be >= reconnect_min_delay", field="reconnect_max_delay")
 

@@ -6,6 +6,7 @@ The ``mqtt`` section's type lives in :mod:`agent.config.mqtt` (owned by the comm
 from __future__ import annotations
 
 import os
+import re
 import socket
 import types
 from collections.abc import Mapping
@@ -13,11 +14,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.config.mqtt import MqttConfig
+from agent.config.topics import MAX_TOPIC_BYTES, part_problem
 from agent.config.validation import Section, SettingError, setting
 
 
 class _Section(Section):
     pass
+
+
+def check_topic_part(section: Section, name: str, *, strip: bool = True, root: bool = False) -> None:
+    """Refuse a configured topic piece the broker would drop (see :mod:`agent.config.topics`).
+
+    ``strip`` forgives a leading/trailing ``/`` as the topic builders do; ``root`` marks a piece
+    that starts a topic, where ``$`` would hand the messages to the broker instead of subscribers.
+    """
+    value = getattr(section, name)
+    if strip:
+        value = value.strip("/")
+        setattr(section, name, value)
+    problem = part_problem(value)
+    if problem is None and root and value.startswith("$"):
+        problem = "must not start with '$' (topics under '$' belong to the broker)"
+    if problem:
+        raise SettingError(problem, field=name)
 
 
 def default_state_dir() -> Path:
@@ -105,6 +124,9 @@ class EventsConfig(_Section):
     stats_interval_s: float = setting(default=60.0, ge=0.0)
     """Publish health counters on ``.../stats`` this often (0 = never)."""
 
+    def check(self) -> None:
+        check_topic_part(self, "subtopic")
+
 
 class TrackingConfig(_Section):
     """Faces -> tracks across frames (``agent.tracking``): steadier labels and per-person events."""
@@ -130,6 +152,10 @@ class TrackingConfig(_Section):
     summary_interval_s: float = setting(default=60.0, ge=0.0)
     """Per-emotion/per-gender counts are published once per this period (0 = never)."""
 
+    def check(self) -> None:
+        for name in ("events_subtopic", "presence_subtopic", "summary_subtopic"):
+            check_topic_part(self, name)
+
 
 class HomeAssistantConfig(_Section):
     """Home Assistant MQTT discovery (one device, a few sensors). Needs the mqtt sink."""
@@ -140,6 +166,10 @@ class HomeAssistantConfig(_Section):
     """Home Assistant's birth topic: discovery is sent again when it says ``online``."""
     device_name: str | None = None
     """Defaults to ``facecast <device_id>``."""
+
+    def check(self) -> None:
+        check_topic_part(self, "discovery_prefix", root=True)
+        check_topic_part(self, "status_topic", strip=False, root=True)
 
 
 class DashboardConfig(_Section):
@@ -176,6 +206,37 @@ class AgentConfig(_Section):
         return value
 
     def check(self) -> None:
-        if not self.device_id or any(c in self.device_id for c in "/#+\x00 "):
-            raise SettingError("must be non-empty without '/', '#', '+' or spaces", field="device_id")
+        problem = part_problem(self.device_id, single_level=True)
+        if problem is None and " " in self.device_id:
+            problem = "must not contain spaces"
+        if problem:
+            raise SettingError(problem, field="device_id")
         self.state_dir = self.state_dir.expanduser()
+        self._check_topic_lengths()
+
+    def _check_topic_lengths(self) -> None:
+        """Each piece may be fine and the joined topic still too long for MQTT's 2-byte length."""
+        subtopics = {
+            "events.subtopic": self.events.subtopic,
+            "tracking.events_subtopic": self.tracking.events_subtopic,
+            "tracking.presence_subtopic": self.tracking.presence_subtopic,
+            "tracking.summary_subtopic": self.tracking.summary_subtopic,
+            "device_id": "status",
+        }
+        for field, subtopic in subtopics.items():
+            size = len(self.mqtt.topic(self.device_id, subtopic).encode("utf-8"))
+            if size > MAX_TOPIC_BYTES:
+                raise SettingError(
+                    f"makes the topic {size} bytes long (topic_prefix/device_id/subtopic); "
+                    f"MQTT allows at most {MAX_TOPIC_BYTES}",
+                    field=field,
+                )
+        # Home Assistant's discovery topic carries the device id too, reduced to ASCII as
+        # agent.homeassistant.discovery.node_id does.
+        node = "facecast_" + re.sub(r"[^a-zA-Z0-9_-]", "_", self.device_id)
+        size = len(f"{self.homeassistant.discovery_prefix}/device/{node}/config".encode())
+        if self.homeassistant.enabled and size > MAX_TOPIC_BYTES:
+            raise SettingError(
+                f"makes the discovery topic {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}",
+                field="homeassistant.discovery_prefix",
+            )
