@@ -96,23 +96,6 @@ def write_card_markdown(card: dict[str, Any], path: Path) -> None:
             f" {_pct(before['male'])} / {_pct(before['female'])} before, {_pct(after['male'])} /"
             f" {_pct(after['female'])} after)."
         )
-    sampling = ""
-    k = int(tr["framing"].get("supersample", 1))
-    if k > 1:
-        sampling = (
-            f" Each crop is taken at {k}x the input size and averaged {k}x{k} down to it (an area filter, as"
-            " at inference); a crop at scale 1 is exactly the image the protocol feeds."
-        )
-    distil = tr.get("distillation") or {}
-    if distil:
-        balance += (
-            f"\n- Distillation: a teacher model (`{distil['teacher']}`, sha256 {distil['sha256'][:12]}...) read"
-            f" every training image once; a labelled head's target is {1 - distil['blend']:.2f} x its own +"
-            f" {distil['blend']:.2f} x the teacher's probabilities, and a head with no label (gender on"
-            f" FER2013, emotion on UTKFace) learns the teacher's probabilities at loss weight"
-            f" {distil['pseudo_weight']}. Only training-split images went through the teacher, and it must not"
-            " itself have trained on the validation split."
-        )
     text = f"""# facecast model card — `{card['file']['name']}`
 
 One small CNN ({card['parameters']:,} parameters, `{card['architecture']['architecture']}`) with a shared
@@ -134,7 +117,7 @@ quantized to full-integer int8 TFLite ({card['file']['bytes'] / 1024:.0f} KiB). 
   {tr['framing']['loose_scale']} of the image side, centre shift ±{tr['framing']['shift']}), so the model
   covers the range from a tight FER2013-style crop to UTKFace's whole aligned face; horizontal flip,
   rotation ±{tr['augmentation']['rotation_deg']}°, brightness ±{tr['augmentation']['brightness']},
-  contrast ±{tr['augmentation']['contrast']}.{sampling}
+  contrast ±{tr['augmentation']['contrast']}.
 - Class imbalance (disgust is 1.5% of FER2013): {tr['class_imbalance']}; weights per class
   {tr['emotion_class_weight']} (order as the labels).
 - FER+ votes: the emotion target is {1 - tr['ferplus_blend']:.1f} × FER2013 one-hot + {tr['ferplus_blend']:.1f} ×
@@ -202,7 +185,7 @@ expressions, lab studies with consent), with images never leaving the device.
 - UTKFace's gender labels are noisy too. Its test split holds 5 pairs of byte-identical faces labelled
   both ways, so every model misses at least 5. Of the 28 test errors that the `vgg-s` model shipped on
   2026-11-29 made with at least 95% confidence on faces aged 13 or more, a reviewer read 18 faces as the
-  other sex than labelled and 10 as unclear (`training/utkface_test_gender_audit.csv`). The test figures
+  other sex than labelled and 10 as unclear (docs/experiments.md, "The gender-label audit"). The test figures
   count such faces as errors, as any evaluation on these labels does.
 - 48x48 grayscale input discards colour and fine detail by design (speed on a Pi).
 """

@@ -11,10 +11,6 @@ class ExportError(Exception):
     """A model that cannot be converted or does not meet the model contract."""
 
 
-class TeacherError(Exception):
-    """A distillation teacher that is missing, unreadable or not a facecast model."""
-
-
 def _expected() -> tuple[type[Exception], ...]:
     from training.config import ConfigError
     from training.datasets import DatasetError
@@ -24,7 +20,6 @@ def _expected() -> tuple[type[Exception], ...]:
         DatasetError,
         ExportError,
         CheckpointMismatchError,
-        TeacherError,
         FileNotFoundError,
         PermissionError,
     )

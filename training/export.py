@@ -22,7 +22,7 @@ from training.data import to_input_size
 from training.datasets import EMOTIONS, GENDERS, load_fer2013_folder, load_utkface
 from training.errors import ExportError
 from training.evaluate import TFLiteModel, load_test_sets, score
-from training.model import build_model, contract_heads
+from training.model import build_model
 from training.train import BEST_WEIGHTS, load_weights_checked, spec_from_config
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,6 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     spec = spec_from_config(cfg)
     model = build_model(spec)
     load_weights_checked(model, out / BEST_WEIGHTS)
-    model = contract_heads(model)
     val_scores, val_gender, val_sex = validation_scores(model, cfg)
     totals = {c: v["emotion"] + v["gender"] for c, v in val_scores.items()}
     chosen = choose(totals)
@@ -397,7 +396,6 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
             "emotion_class_weight": train_summary.get("emotion_class_weight"),
             "class_imbalance": f"per-sample loss weights (inverse class frequency)^{cfg.class_weight_power}",
             "ferplus_blend": cfg.data.ferplus_blend,
-            "distillation": train_summary.get("distillation"),
             "augmentation": json.loads(cfg.augment.model_dump_json()),
             "framing": json.loads(cfg.framing.model_dump_json()),
             "seed": cfg.seed,
