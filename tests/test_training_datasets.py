@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from agent.model_contract import EMOTIONS, GENDERS
 from tests.training_support import require_datasets
 from training.datasets import (
-    EMOTIONS,
-    GENDERS,
     DatasetError,
     attach_ferplus,
     concat,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.model_contract import EMOTIONS, GENDERS
 from tests.training_support import datasets_root, require_datasets, run_train_cli
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -300,10 +301,7 @@ def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
     assert (shipped / "figures" / "confusion_fer2013_test_emotion_int8.png").is_file()
     assert model.stat().st_size < 1024 * 1024
     card = json.loads(card_path.read_text())
-    assert card["labels"] == {
-        "emotion": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
-        "gender": ["male", "female"],
-    }
+    assert card["labels"] == {"emotion": list(EMOTIONS), "gender": list(GENDERS)}
     assert card["input"]["height"] == card["input"]["width"] == 48 and card["input"]["channels"] == 1
     assert card["input"]["range"] == [0.0, 1.0]
     assert 0.0 < card["crop"]["margin"] < 1.0

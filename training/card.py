@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from agent.model_contract import ModelCard
 
 NOTES = Path(__file__).with_name("card_notes.md")
 
@@ -46,7 +49,8 @@ def _inside_graph(card: dict[str, Any]) -> str:
     )
 
 
-def write_card_markdown(card: dict[str, Any], path: Path) -> None:
+def write_card_markdown(model_card: ModelCard, path: Path) -> None:
+    card = json.loads(model_card.to_json())
     m = card["metrics"]
     i8, fl = m["int8"], m["float"]
     fer, utk = i8["fer2013_test"]["emotion"], i8["utkface_test"]["gender"]

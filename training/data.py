@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from agent.model_contract import EMOTIONS
 from agent.preprocess import resize
 from training.config import TrainConfig
 from training.datasets import (
-    EMOTIONS,
     FERPLUS_MAP,
     DatasetError,
     Samples,

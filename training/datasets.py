@@ -19,12 +19,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from agent.model_contract import EMOTIONS, GENDERS
 from agent.preprocess import resize, to_gray
 
 log = logging.getLogger(__name__)
 
-EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-GENDERS: tuple[str, ...] = ("male", "female")
 # Aliases users' own datasets commonly use for the same classes.
 _EMOTION_ALIASES = {
     "anger": "angry",
@@ -39,13 +38,7 @@ _GENDER_ALIASES = {"m": "male", "f": "female", "man": "male", "woman": "female",
 # FER+ vote columns, and which of our classes each maps to (contempt/unknown/NF have none).
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 _FERPLUS_TO_OURS = {
-    "neutral": 6,
-    "happiness": 3,
-    "surprise": 5,
-    "sadness": 4,
-    "anger": 0,
-    "disgust": 1,
-    "fear": 2,
+    column: EMOTIONS.index(_EMOTION_ALIASES.get(column, column)) for column in FERPLUS_COLUMNS
 }
 FERPLUS_MAP = "fer2013_to_ferplus_map.csv"  # in <datasets>/ferplus/: our FER2013 files -> FER+ votes
 FERPLUS_OTHER_COLUMNS = ("contempt", "unknown", "NF")  # FER+ columns with no class of ours
