@@ -472,5 +472,3 @@ def test_a_head_without_validation_labels_is_left_out_of_the_score(tmp_path: Pat
     # the score is the gender head's accuracy, not its mean with an empty emotion head's 0
     assert float(row["val_score"]) == pytest.approx(float(row["val_gender_acc"]))
     assert float(row["val_gender_acc"]) > 0.0
-
-

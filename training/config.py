@@ -151,6 +151,7 @@ def load_config(path: Path | None, overrides: dict[str, object] | None = None) -
         where = ".".join(str(p) for p in err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"config error: {where}: {msg}" if where else f"config error: {msg}") from None
+
     # Relative input paths in a config file are relative to that file, so configs are portable; the
     # output folder is relative to where the command runs.
     def under(root: Path, p: Path) -> Path:

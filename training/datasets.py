@@ -474,9 +474,7 @@ def cap_per_person(files: Sequence[str], person: dict[str, str], cap: int) -> li
     return kept
 
 
-def load_lfw(
-    root: Path, split: str, *, per_person: int | None = None, limit: int | None = None
-) -> Samples:
+def load_lfw(root: Path, split: str, *, per_person: int | None = None, limit: int | None = None) -> Samples:
     """LFW with its gender lists: ``images/<Person>/<Person>_NNNN.jpg``, ``labels.csv`` (file, person,
     gender), ``splits/<split>.txt`` split by person. ``per_person`` caps each person's images."""
     labels = _labels_csv(root, ("person", "gender"), "LFW")

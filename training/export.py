@@ -26,7 +26,7 @@ from agent.model_contract import (
     CardQuantization,
     ModelCard,
 )
-from training.card import write_card_markdown
+from training.card import CARD_FILE, write_card_markdown
 from training.config import TrainConfig
 from training.data import to_input_size
 from training.datasets import load_fer2013_folder, load_utkface
@@ -400,7 +400,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     )
     card_path = out / f"{MODEL_STEM}.json"
     card_path.write_text(card.to_json())
-    write_card_markdown(card, out / "MODEL_CARD.md")
+    write_card_markdown(card, out / CARD_FILE)
     log.info(
         "emotion (FER2013 test) int8 %.4f float %.4f | gender (UTKFace test) int8 %.4f float %.4f",
         h_int8["emotion_accuracy"],
@@ -410,7 +410,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     )
     if ship_dir is not None:
         ship_dir.mkdir(parents=True, exist_ok=True)
-        for p in (tflite_path, card_path, out / "MODEL_CARD.md"):
+        for p in (tflite_path, card_path, out / CARD_FILE):
             shutil.copy2(p, ship_dir / p.name)
         # The card points at figures/ beside it: ship them too, or it would show the last model's.
         figures = ship_dir / "figures"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model_contract import CardFile, ModelCard, card_path_for, read_card
+from training.card import CARD_FILE, write_card_markdown
 from training.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,10 @@ def make_variant(src: Path, dst: Path | None, datasets: Path, eval_dir: Path) ->
         raise ExportError(f"{src.name}: its card names no file")
     write_single_pass(src, dst)
     metrics = evaluate_tflite_cli(dst, datasets, eval_dir)
-    card_path_for(dst).write_text(single_pass_card(card, metrics, dst).to_json())
+    variant = single_pass_card(card, metrics, dst)
+    card_path_for(dst).write_text(variant.to_json())
+    human = src.with_name(CARD_FILE)
+    if human.is_file():  # the shipped pair's card lists the variant's figures too
+        write_card_markdown(card, human, variant)
     log.info("wrote %s and its card", dst)
     return dst
