@@ -1,9 +1,8 @@
 """Emotion + gender for every face of a frame with the one int8 TFLite model.
 
-The model contract (checked at start-up, so a wrong file fails before the camera opens):
-one signature, one int8 NHWC ``[1, H, W, 1]`` input, outputs named ``emotion`` (7) and ``gender``
-(2) that are probabilities after dequantization. Outputs are read by NAME through the signature
-runner because TFLite reorders list outputs on conversion.
+The model contract (``agent.model_contract``, checked at start-up, so a wrong file fails before the
+camera opens): one signature, one int8 NHWC ``[1, H, W, 1]`` input, outputs named ``emotion`` (7) and
+``gender`` (2) that are probabilities after dequantization, read by name.
 
 All faces of a frame go through one invoke when the runtime accepts a batch dimension (probed at
 load). Measured here (LiteRT 2.3, 1 thread, 48x48 models, busy 2-core machine): first placeholder
@@ -25,7 +24,7 @@ import numpy.typing as npt
 
 from agent import preprocess
 from agent.errors import ModelError
-from agent.model_card import ModelCard, card_path_for, read_card
+from agent.model_contract import OUTPUTS, ModelCard, card_path_for, check_signature, read_card
 from agent.runtime import load_interpreter
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,6 @@ def single_pass_path(model_path: Path) -> Path:
 
 
 SINGLE_PASS_FILENAME = single_pass_path(Path(MODEL_FILENAME)).name
-OUTPUT_NAMES = ("emotion", "gender")
 
 Box = tuple[float, float, float, float]
 
@@ -71,11 +69,6 @@ def default_model_path(*, flip_tta: bool = True) -> Path:
     return Path(__file__).resolve().parents[1] / "models" / filename
 
 
-def _quant(details: dict[str, Any]) -> tuple[float, int]:
-    scale, zero = details.get("quantization", (0.0, 0))
-    return float(scale), int(zero)
-
-
 class FaceClassifier:
     """Wraps a validated interpreter; create it with :func:`load_classifier`."""
 
@@ -83,11 +76,12 @@ class FaceClassifier:
         self.card = card
         self.model_path = model_path
         self._interpreter = interpreter
-        self._runner, self._input_name = self._validate(interpreter, card, model_path)
-        in_details = self._runner.get_input_details()[self._input_name]
-        self._in_scale, self._in_zero = _quant(in_details)
-        out_details = self._runner.get_output_details()
-        self._out_quant = {name: _quant(out_details[name]) for name in OUTPUT_NAMES}
+        signature = check_signature(
+            interpreter, model_path.name, input_size=(card.input.height, card.input.width), labels=card.labels
+        )
+        self._runner, self._input_name = signature.runner, signature.input_name
+        self._in_scale, self._in_zero = signature.input_quantization
+        self._out_quant = signature.output_quantization
         lo, hi = card.input.range
         # uint8 pixel -> model float range -> int8, folded into one lookup table per pixel value.
         floats = np.float32(lo) + (np.arange(256, dtype=np.float32) / np.float32(255.0)) * np.float32(hi - lo)
@@ -102,41 +96,12 @@ class FaceClassifier:
     def crop_margin(self) -> float:
         return self.card.crop.margin
 
-    @staticmethod
-    def _validate(interpreter: Any, card: ModelCard, path: Path) -> tuple[Any, str]:
-        signatures = interpreter.get_signature_list()
-        if len(signatures) != 1:
-            raise ModelError(f"model {path.name}: expected exactly one signature, found {len(signatures)}")
-        runner = interpreter.get_signature_runner(next(iter(signatures)))
-        inputs = runner.get_input_details()
-        if len(inputs) != 1:
-            raise ModelError(f"model {path.name}: expected one input, found {len(inputs)}")
-        input_name, details = next(iter(inputs.items()))
-        shape = [int(d) for d in details["shape"]]
-        want = [1, card.input.height, card.input.width, 1]
-        if shape != want:
-            raise ModelError(f"model {path.name}: input shape {shape} does not match card {want}")
-        if np.dtype(details["dtype"]) != np.int8:
-            raise ModelError(f"model {path.name}: input must be int8, got {np.dtype(details['dtype']).name}")
-        outputs = runner.get_output_details()
-        missing = [n for n in OUTPUT_NAMES if n not in outputs]
-        if missing:
-            have = ", ".join(sorted(outputs))
-            raise ModelError(f"model {path.name}: missing output(s) {', '.join(missing)} (has {have})")
-        for name, labels in (("emotion", card.labels.emotion), ("gender", card.labels.gender)):
-            n = int(outputs[name]["shape"][-1])
-            if n != len(labels):
-                raise ModelError(
-                    f"model {path.name}: output {name} has {n} classes, card lists {len(labels)}"
-                )
-        return runner, input_name
-
     def _probe_batch(self) -> bool:
         """Whether the runtime accepts a batch > 1 (fixed-batch models may refuse to resize)."""
         h, w = self.input_size
         try:
             out = self._runner(**{self._input_name: np.zeros((2, h, w, 1), np.int8)})
-            ok = all(out[n].shape[0] == 2 for n in OUTPUT_NAMES)
+            ok = all(out[n].shape[0] == 2 for n in OUTPUTS)
         except (ValueError, RuntimeError) as exc:
             log.debug("batched inference unavailable: %s", exc)
             ok = False
@@ -163,7 +128,7 @@ class FaceClassifier:
             probs = self._invoke(batch)
         else:
             parts = [self._invoke(batch[i : i + 1]) for i in range(len(batch))]
-            probs = {n: np.concatenate([p[n] for p in parts]) for n in OUTPUT_NAMES}
+            probs = {n: np.concatenate([p[n] for p in parts]) for n in OUTPUTS}
         return [self._attributes(probs["emotion"][i], probs["gender"][i]) for i in range(len(batch))]
 
     def classify(self, frame: npt.NDArray[np.uint8], boxes: Sequence[Box]) -> list[FaceAttributes]:
@@ -171,7 +136,7 @@ class FaceClassifier:
 
     def _invoke(self, batch: npt.NDArray[np.int8]) -> dict[str, npt.NDArray[np.float32]]:
         out = self._runner(**{self._input_name: batch})
-        return {n: preprocess.dequantize(out[n], *self._out_quant[n]) for n in OUTPUT_NAMES}
+        return {n: preprocess.dequantize(out[n], *self._out_quant[n]) for n in OUTPUTS}
 
     def _attributes(self, emo: npt.NDArray[np.float32], gen: npt.NDArray[np.float32]) -> FaceAttributes:
         e, g = int(np.argmax(emo)), int(np.argmax(gen))

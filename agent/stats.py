@@ -97,7 +97,7 @@ def model_names(pipeline: Pipeline) -> dict[str, Any]:
     """Detector and classifier names and the model card's version (read once, at start)."""
     import json
 
-    from agent.model_card import card_path_for
+    from agent.model_contract import card_path_for
 
     out: dict[str, Any] = {"detector": getattr(pipeline.detector, "name", type(pipeline.detector).__name__)}
     model_path = getattr(pipeline.classifier, "model_path", None)

@@ -12,7 +12,7 @@ from agent import preprocess
 from agent.classifier import FaceClassifier, load_classifier
 from agent.detectors.base import Detection
 from agent.errors import ModelError
-from agent.model_card import read_card
+from agent.model_contract import read_card
 from agent.pipeline import to_pixel_box
 
 try:

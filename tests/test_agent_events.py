@@ -10,8 +10,7 @@ import pytest
 
 from agent.classifier import FaceAttributes
 from agent.events import FaceResult, SeqAllocator, build_frame_event, iso_utc_ms, load_schema, schema_path
-
-EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+from agent.model_contract import EMOTIONS
 
 
 def _event(**over):

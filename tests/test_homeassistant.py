@@ -22,6 +22,7 @@ import pytest
 from agent.comms.mqtt import MqttPublisher
 from agent.config import AgentConfig
 from agent.homeassistant.discovery import HomeAssistantDiscovery
+from agent.model_contract import EMOTIONS
 from tests import brokers
 from tests.agent_support import REPO, model_path  # noqa: F401
 from tests.brokers import Subscriber, mosquitto, retained  # noqa: F401
@@ -99,8 +100,7 @@ def test_discovery_is_retained_valid_resent_on_ha_birth_and_removable(mosquitto,
         payload = json.loads(sub.payloads(CONFIG_TOPIC)[0])
         cmps = check_discovery(CONFIG_TOPIC, payload)
         assert set(cmps) == {"faces", "emotion", "gender", "fps", "buffer"}
-        emotions = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-        assert cmps["emotion"]["options"] == emotions
+        assert cmps["emotion"]["options"] == list(EMOTIONS)  # the model's own labels, in its order
         stored = retained(mosquitto.port, CONFIG_TOPIC)
         assert stored is not None and json.loads(stored) == payload
         # The same ids every time: a restart must not create a second device in Home Assistant.

@@ -20,13 +20,13 @@ from agent.classifier import FaceAttributes
 from agent.config import AgentConfig
 from agent.config.settings import TrackingConfig
 from agent.events import FaceResult, schema_path
+from agent.model_contract import EMOTIONS
 from agent.sources.base import Frame
 from agent.tracking.hook import TrackingHook
 from agent.tracking.replay import RecordingPublisher, replay
 from agent.tracking.tracker import FaceTracker
 from tests.agent_support import DATASETS, clip, model_path, payloads, run_cli  # noqa: F401
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 TRACK_SCHEMA = json.loads((schema_path().parent / "track_event.schema.json").read_text())
 FRAME_SCHEMA = json.loads(schema_path().read_text())
 PRESENCE_SCHEMA = json.loads((schema_path().parent / "presence.schema.json").read_text())

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from agent.model_contract import EMOTIONS, GENDERS
 from tests.training_support import require_datasets
 from training.datasets import (
-    EMOTIONS,
     DatasetError,
     attach_ferplus,
     concat,
@@ -27,7 +27,6 @@ from training.datasets import (
     parse_utkface_name,
     split_validation,
     utkface_conflicting_gender,
-    utkface_exclusion_list,
     utkface_split_names,
 )
 
@@ -144,36 +143,6 @@ def test_utkface_faces_labelled_both_ways_leave_training(root: Path, tmp_path: P
     assert utkface_conflicting_gender(tmp_path) == set()
 
 
-def test_an_exclusion_list_leaves_training_only(root: Path, tmp_path: Path) -> None:
-    from training.config import load_config
-    from training.data import build_training_data
-
-    train_names = utkface_split_names(root / "utkface", "train")
-    val_name = utkface_split_names(root / "utkface", "val")[0]
-    listed = tmp_path / "flagged.csv"
-    listed.write_text(f"file,label\n{train_names[3]},male\n{train_names[7]},female\n{val_name},male\n")
-    cfg = load_config(
-        None,
-        {
-            "data.root": str(root),
-            "data.fer2013": False,
-            "data.gender_limit": 30,
-            "data.utkface_exclude": str(listed),
-        },
-    )
-    data = build_training_data(cfg)
-    kept = [n for n in train_names[:40] if n not in {train_names[3], train_names[7]}][:30]
-    assert data.train.names == kept
-    assert data.summary["utkface_excluded_listed"] == 2
-    assert val_name in data.val.names  # validation never loses a face to the list
-
-    listed.write_text("name\nx.jpg\n")
-    with pytest.raises(DatasetError, match="'file' column"):
-        utkface_exclusion_list(listed)
-    with pytest.raises(DatasetError, match="not found"):
-        utkface_exclusion_list(tmp_path / "nope.csv")
-
-
 def test_utkface_odd_names_parse() -> None:
     assert parse_utkface_name("39_1_20170116174525125.jpg.chip.jpg") == (39, 1, -1)
     assert parse_utkface_name("24_0_1_20170116220224657 .jpg.chip.jpg") == (24, 0, 1)
@@ -259,3 +228,45 @@ def test_concat_brings_sources_to_one_size(root: Path) -> None:
     assert both.emotion_soft is not None
     assert both.emotion_soft[:7].sum() == 7 and both.emotion_soft[7:].sum() == 0
     assert (both.gender[:7] == -1).all() and (both.gender[7:] >= 0).all()
+
+
+def test_your_own_folders_and_csv_train_through_the_config(root: Path, tmp_path: Path) -> None:
+    """Every source of your own data, named in a config file by paths relative to it, and nothing else."""
+    from training.config import load_config
+    from training.data import LOOSE, build_training_data
+
+    mine = tmp_path / "mine"
+    for folder in ("emotions/happy", "emotions/sad", "genders/female", "genders/male"):
+        (mine / folder).mkdir(parents=True)
+        _write_faces(root, mine / folder, 10)
+    names = _write_faces(root, mine, 10)
+    (mine / "labels.csv").write_text("path,emotion,gender\n" + "".join(f"{n},angry,m\n" for n in names))
+    config = tmp_path / "configs" / "mine.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        "data:\n"
+        f"  root: {root}\n"
+        "  fer2013: false\n  utkface: false\n  aaf: false\n  lfw: false\n"
+        "  val_fraction: 0.3\n"
+        "  manifests: [../mine/labels.csv]\n"
+        "  emotion_folders: [../mine/emotions]\n"
+        "  gender_folders: [../mine/genders]\n"
+    )
+    data = build_training_data(load_config(config))
+    assert data.summary == {
+        "manifest:labels.csv": 10,
+        "emotion_folder:emotions": 20,
+        "gender_folder:genders": 20,
+    }
+    assert len(data.train) + len(data.val) == 50 and 0 < len(data.val) < 25
+    assert data.train.images.shape[1:] == (64, 64) and data.val.images.shape[1:] == (48, 48)
+    assert (data.framing == LOOSE).all()
+    t = data.train
+    for name, emotion, gender in zip(t.names, t.emotion, t.gender, strict=True):
+        folder = name.split("/")[0] if "/" in name else None
+        if folder in ("happy", "sad"):  # an emotion folder labels emotion only
+            assert (EMOTIONS[emotion], gender) == (folder, -1)
+        elif folder in ("female", "male"):
+            assert (emotion, GENDERS[gender]) == (-1, folder)
+        else:  # the CSV gives both
+            assert (EMOTIONS[emotion], GENDERS[gender]) == ("angry", "male")

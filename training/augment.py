@@ -19,12 +19,7 @@ def _uniform(n: tf.Tensor, lo: float | tf.Tensor, hi: float | tf.Tensor) -> tf.T
 
 
 def make_augmenter(framing: FramingConfig, aug: AugmentConfig, size: int):  # type: ignore[no-untyped-def]
-    """Returns ``fn(images_uint8 [B,C,C,1], framing_tag [B]) -> float32 [B,size,size,1] in [0,1]``.
-
-    With ``framing.supersample`` k > 1 the crop, mirror and rotation work at k x ``size`` and a
-    k x k average then brings the face to ``size``, as an area filter would (see FramingConfig)."""
-    k = framing.supersample
-    work = size * k
+    """Returns ``fn(images_uint8 [B,C,C,1], framing_tag [B]) -> float32 [B,size,size,1] in [0,1]``."""
 
     # Scales above 1 reach past the stored image: reflect-pad once so those crops see mirrored
     # context rather than black bars, which no camera frame has.
@@ -50,14 +45,14 @@ def make_augmenter(framing: FramingConfig, aug: AugmentConfig, size: int):  # ty
             span = tf.cast(tf.shape(x)[1] - 1, tf.float32)
             x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
             boxes = (boxes * span + pad) / (span + 2.0 * pad)
-        x = tf.image.crop_and_resize(x, boxes, tf.range(n), (work, work))
+        x = tf.image.crop_and_resize(x, boxes, tf.range(n), (size, size))
         if aug.flip:
             flip = tf.random.uniform([n, 1, 1, 1]) < 0.5
             x = tf.where(flip, tf.reverse(x, axis=[2]), x)
         if aug.rotation_deg > 0:
             theta = _uniform(n, -aug.rotation_deg, aug.rotation_deg) * (math.pi / 180.0)
             c, si = tf.cos(theta), tf.sin(theta)
-            mid = (work - 1) / 2.0
+            mid = (size - 1) / 2.0
             zeros = tf.zeros_like(c)
             # Output pixel -> input pixel mapping for a rotation about the image centre.
             transforms = tf.stack(
@@ -66,13 +61,11 @@ def make_augmenter(framing: FramingConfig, aug: AugmentConfig, size: int):  # ty
             x = tf.raw_ops.ImageProjectiveTransformV3(
                 images=x,
                 transforms=transforms,
-                output_shape=[work, work],
+                output_shape=[size, size],
                 fill_value=0.0,
                 interpolation="BILINEAR",
                 fill_mode="REFLECT",
             )
-        if k > 1:
-            x = tf.nn.avg_pool2d(x, k, k, "VALID")
         if aug.contrast > 0 or aug.brightness > 0:
             mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
             contrast = tf.reshape(_uniform(n, 1.0 - aug.contrast, 1.0 + aug.contrast), [-1, 1, 1, 1])

@@ -42,15 +42,6 @@ def _parser() -> argparse.ArgumentParser:
     sp1.add_argument("--out", type=Path, help="default: <model stem>_single.tflite beside the model")
     sp1.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     sp1.add_argument("--eval-dir", type=Path, default=Path("runs/eval-single"))
-    fl = sub.add_parser(
-        "flag-labels",
-        help="list UTKFace faces whose gender label a model confidently contradicts (data.utkface_exclude)",
-    )
-    fl.add_argument("model", type=Path)
-    fl.add_argument("--out", type=Path, required=True)
-    fl.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
-    fl.add_argument("--split", choices=("train", "val", "test"), default="train")
-    fl.add_argument("--min-confidence", type=float, default=0.95)
     return p
 
 
@@ -80,14 +71,6 @@ def _run(args: argparse.Namespace) -> int:
         from training.single_pass import make_variant
 
         make_variant(args.model, args.out, args.datasets, args.eval_dir)
-        return 0
-    if args.command == "flag-labels":
-        configure(onednn=True)
-        from training.flag_labels import flag_gender_labels
-
-        flag_gender_labels(
-            args.model, args.datasets, args.out, split=args.split, min_confidence=args.min_confidence
-        )
         return 0
     cfg: TrainConfig = load_config(args.config, _overrides(args.set))
     configure(onednn=cfg.onednn)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from agent.model_contract import EMOTIONS
 from agent.preprocess import resize
 from training.config import TrainConfig
 from training.datasets import (
-    EMOTIONS,
     FERPLUS_MAP,
     DatasetError,
     Samples,
@@ -29,15 +29,14 @@ from training.datasets import (
     load_fer2013_csv,
     load_fer2013_folder,
     load_ferplus_votes,
+    load_labelled_folder,
     load_lfw,
     load_manifest,
     load_utkface,
     split_validation,
     utkface_conflicting_gender,
-    utkface_exclusion_list,
     utkface_split_names,
 )
-from training.distill import TeacherInfo, apply_teacher
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +46,10 @@ TIGHT, LOOSE, WIDE = 0, 1, 2  # framing tags: see training.augment
 @dataclass
 class TrainingData:
     train: Samples  # images at canvas size
-    framing: npt.NDArray[np.int64]  # TIGHT or LOOSE per training sample
+    framing: npt.NDArray[np.int64]  # TIGHT, LOOSE or WIDE per training sample
     val: Samples  # images at input size, protocol preprocessing
     emotion_class_weight: npt.NDArray[np.float32]
     summary: dict[str, int]
-    teacher: TeacherInfo | None = None
-    # Loss weight of a head's target that only a teacher gave (no label): 0 without a teacher.
-    pseudo_weight: float = 0.0
 
 
 def to_input_size(samples: Samples, size: int) -> Samples:
@@ -115,21 +111,10 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         utk_root = root / "utkface"
         # Validation keeps them: a pair labelled both ways costs every model the same one error.
         conflicting = utkface_conflicting_gender(utk_root)
-        listed = (
-            set() if cfg.data.utkface_exclude is None else utkface_exclusion_list(cfg.data.utkface_exclude)
-        )
-        utk_train = load_utkface(utk_root, "train", limit=cfg.data.gender_limit, exclude=conflicting | listed)
+        utk_train = load_utkface(utk_root, "train", limit=cfg.data.gender_limit, exclude=conflicting)
         utk_val = load_utkface(utk_root, "val", size=None, limit=cfg.data.gender_limit)
         train_names = set(utkface_split_names(utk_root, "train"))
         summary["utkface_excluded_conflicting_gender"] = len(conflicting & train_names)
-        if cfg.data.utkface_exclude is not None:
-            summary["utkface_excluded_listed"] = len((listed - conflicting) & train_names)
-            if stray := len(listed - train_names):
-                log.warning(
-                    "%s: %d listed faces are not in UTKFace's training split (ignored)",
-                    cfg.data.utkface_exclude,
-                    stray,
-                )
         summary["utkface_train"] = len(utk_train)
         summary["utkface_val"] = len(utk_val)
         train_parts.append(utk_train)
@@ -152,17 +137,21 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         framing.append(np.full(len(lfw_train), TIGHT, dtype=np.int64))
         val_parts.append(to_input_size(lfw_val, size))
 
-    for manifest in cfg.data.manifests:
-        m = load_manifest(manifest, size=canvas)
-        m_train, m_val = split_validation(m, cfg.data.val_fraction)
-        summary[f"manifest:{manifest.name}"] = len(m)
-        train_parts.append(m_train)
-        framing.append(np.full(len(m_train), LOOSE, dtype=np.int64))
-        val_parts.append(to_input_size(m_val, size))
+    own = [(f"manifest:{m.name}", load_manifest(m, size=canvas)) for m in cfg.data.manifests]
+    for head, folders in (("emotion", cfg.data.emotion_folders), ("gender", cfg.data.gender_folders)):
+        own += [(f"{head}_folder:{f.name}", load_labelled_folder(f, size=canvas, head=head)) for f in folders]
+    for name, samples in own:
+        own_train, own_val = split_validation(samples, cfg.data.val_fraction)
+        summary[name] = len(samples)
+        train_parts.append(own_train)
+        framing.append(np.full(len(own_train), LOOSE, dtype=np.int64))
+        val_parts.append(to_input_size(own_val, size))
 
     if not train_parts:
-        raise DatasetError("no dataset enabled: set data.fer2013, data.utkface or data.manifests")
-    teacher = apply_teacher(train_parts, cfg.distill)
+        raise DatasetError(
+            "no dataset enabled: set data.fer2013, data.utkface, data.aaf, data.lfw, data.manifests or"
+            " data.emotion_folders / data.gender_folders"
+        )
     train = concat(train_parts, size=canvas)
     val = concat([p for p in val_parts if len(p)], size=size)
     weights = class_weights(train.emotion, len(EMOTIONS), cfg.class_weight_power)
@@ -173,6 +162,4 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         val=val,
         emotion_class_weight=weights,
         summary=summary,
-        teacher=teacher,
-        pseudo_weight=cfg.distill.pseudo_weight if teacher is not None else 0.0,
     )

@@ -19,12 +19,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from agent.model_contract import EMOTIONS, GENDERS
 from agent.preprocess import resize, to_gray
 
 log = logging.getLogger(__name__)
 
-EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-GENDERS: tuple[str, ...] = ("male", "female")
 # Aliases users' own datasets commonly use for the same classes.
 _EMOTION_ALIASES = {
     "anger": "angry",
@@ -39,13 +38,7 @@ _GENDER_ALIASES = {"m": "male", "f": "female", "man": "male", "woman": "female",
 # FER+ vote columns, and which of our classes each maps to (contempt/unknown/NF have none).
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 _FERPLUS_TO_OURS = {
-    "neutral": 6,
-    "happiness": 3,
-    "surprise": 5,
-    "sadness": 4,
-    "anger": 0,
-    "disgust": 1,
-    "fear": 2,
+    column: EMOTIONS.index(_EMOTION_ALIASES.get(column, column)) for column in FERPLUS_COLUMNS
 }
 FERPLUS_MAP = "fer2013_to_ferplus_map.csv"  # in <datasets>/ferplus/: our FER2013 files -> FER+ votes
 FERPLUS_OTHER_COLUMNS = ("contempt", "unknown", "NF")  # FER+ columns with no class of ours
@@ -66,7 +59,6 @@ class Samples:
     names: list[str]
     source: str
     emotion_soft: npt.NDArray[np.float32] | None = None  # (N, 7) FER+ vote distribution, if any
-    gender_soft: npt.NDArray[np.float32] | None = None  # (N, 2) soft gender target (a teacher's), if any
     age: npt.NDArray[np.int64] | None = None
     race: npt.NDArray[np.int64] | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -83,7 +75,6 @@ class Samples:
             names=[self.names[i] for i in idx],
             source=self.source,
             emotion_soft=None if self.emotion_soft is None else self.emotion_soft[idx],
-            gender_soft=None if self.gender_soft is None else self.gender_soft[idx],
             age=None if self.age is None else self.age[idx],
             race=None if self.race is None else self.race[idx],
             extra=dict(self.extra),
@@ -363,17 +354,6 @@ def utkface_conflicting_gender(root: Path) -> set[str]:
         return {row["file"] for row in csv.DictReader(fh) if row.get("conflicting_gender_in_group") == "1"}
 
 
-def utkface_exclusion_list(path: Path) -> set[str]:
-    """UTKFace file names from a CSV with a ``file`` column (the format ``flag-labels`` writes)."""
-    if not path.is_file():
-        raise DatasetError(f"UTKFace exclusion list not found: {path}")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "file" not in reader.fieldnames:
-            raise DatasetError(f"{path}: expected a CSV with a 'file' column, got header {reader.fieldnames}")
-        return {row["file"] for row in reader if row["file"]}
-
-
 def load_utkface(
     root: Path,
     split: str,
@@ -494,9 +474,7 @@ def cap_per_person(files: Sequence[str], person: dict[str, str], cap: int) -> li
     return kept
 
 
-def load_lfw(
-    root: Path, split: str, *, per_person: int | None = None, limit: int | None = None
-) -> Samples:
+def load_lfw(root: Path, split: str, *, per_person: int | None = None, limit: int | None = None) -> Samples:
     """LFW with its gender lists: ``images/<Person>/<Person>_NNNN.jpg``, ``labels.csv`` (file, person,
     gender), ``splits/<split>.txt`` split by person. ``per_person`` caps each person's images."""
     labels = _labels_csv(root, ("person", "gender"), "LFW")
@@ -594,25 +572,8 @@ def split_validation(
     return samples.subset(train_idx), samples.subset(val_idx)
 
 
-def to_canvas(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
-    """Bring an image to the training canvas: pixel replication when ``size`` is a whole multiple.
-
-    Replication keeps every source pixel intact, so a box filter of the same factor (the
-    supersampled crop's last step) returns the original image exactly; any other size is resampled
-    as the protocol does."""
-    side = image.shape[0]
-    if image.shape[:2] == (side, side) and size > side and size % side == 0:
-        k = size // side
-        return np.repeat(np.repeat(image, k, axis=0), k, axis=1)
-    return resize(image, size, size)
-
-
-def soft_or_onehot(
-    soft: npt.NDArray[np.float32] | None, labels: npt.NDArray[np.int64], n_classes: int
-) -> npt.NDArray[np.float32]:
-    """The given soft targets, or the labels' one-hot rows (all zeros where a label is missing)."""
-    if soft is not None:
-        return soft
+def onehot(labels: npt.NDArray[np.int64], n_classes: int) -> npt.NDArray[np.float32]:
+    """One-hot rows, all zeros where a label is missing (-1): that head's loss weight is 0 there."""
     out = np.zeros((len(labels), n_classes), dtype=np.float32)
     has = labels >= 0
     out[np.flatnonzero(has), labels[has]] = 1.0
@@ -620,21 +581,21 @@ def soft_or_onehot(
 
 
 def concat(parts: Sequence[Samples], *, size: int) -> Samples:
-    """Join samples from several sources at one image size (soft targets default to one-hot).
+    """Join samples from several sources at one image size, each resized as the protocol resizes.
 
-    A missing label's soft target is all zeros unless a teacher filled it in."""
-    images, emo, gen, names, soft_e, soft_g, ages = [], [], [], [], [], [], []
+    Every part's emotion target becomes soft: its FER+ blend where it has one, else the label's
+    one-hot."""
+    images, emo, gen, names, soft_e = [], [], [], [], []
     for part in parts:
         imgs = part.images
         if imgs.shape[1:] != (size, size):
-            imgs = np.stack([to_canvas(im, size) for im in imgs])
+            imgs = np.stack([resize(im, size, size) for im in imgs])
         images.append(imgs)
         emo.append(part.emotion)
         gen.append(part.gender)
         names.extend(part.names)
-        soft_e.append(soft_or_onehot(part.emotion_soft, part.emotion, len(EMOTIONS)))
-        soft_g.append(soft_or_onehot(part.gender_soft, part.gender, len(GENDERS)))
-        ages.append(part.age if part.age is not None else np.full(len(part), -1, dtype=np.int64))
+        own = part.emotion_soft
+        soft_e.append(own if own is not None else onehot(part.emotion, len(EMOTIONS)))
     return Samples(
         images=np.concatenate(images).astype(np.uint8),
         emotion=np.concatenate(emo),
@@ -642,6 +603,4 @@ def concat(parts: Sequence[Samples], *, size: int) -> Samples:
         names=names,
         source="+".join(p.source for p in parts),
         emotion_soft=np.concatenate(soft_e).astype(np.float32),
-        gender_soft=np.concatenate(soft_g).astype(np.float32),
-        age=np.concatenate(ages).astype(np.int64),  # -1 where a source has no age
     )

@@ -8,14 +8,11 @@ class CheckpointMismatchError(Exception):
 
 
 class ExportError(Exception):
-    """A model that cannot be converted or does not meet the model contract."""
-
-
-class TeacherError(Exception):
-    """A distillation teacher that is missing, unreadable or not a facecast model."""
+    """A model that cannot be exported, or an int8 graph that is not what a tool expects of it."""
 
 
 def _expected() -> tuple[type[Exception], ...]:
+    from agent.errors import FacecastError  # a model or card that breaks the contract, no runtime
     from training.config import ConfigError
     from training.datasets import DatasetError
 
@@ -24,7 +21,7 @@ def _expected() -> tuple[type[Exception], ...]:
         DatasetError,
         ExportError,
         CheckpointMismatchError,
-        TeacherError,
+        FacecastError,
         FileNotFoundError,
         PermissionError,
     )

@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.model_contract import EMOTIONS, GENDERS, OUTPUTS, check_signature
 from agent.preprocess import dequantize, quantize
 from training.datasets import (
-    EMOTIONS,
     FERPLUS_MAP,
-    GENDERS,
     Samples,
     load_aaf,
     load_fer2013_folder,
@@ -134,35 +133,30 @@ def plot_confusion(cm: npt.NDArray[np.int64], labels: Sequence[str], title: str,
 
 
 class TFLiteModel:
-    """The int8 model through LiteRT's signature runner, outputs read by name as the agent does."""
+    """An int8 model through LiteRT's signature runner, checked against the model contract and read
+    by output name, exactly as the agent reads it."""
 
-    def __init__(self, path: Path, num_threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, path: Path, num_threads: int = 1, *, input_size: int | None = None) -> None:
+        from agent.runtime import load_interpreter
 
         self.path = path
-        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        sigs = self.interpreter.get_signature_list()
-        if len(sigs) != 1:
-            raise ValueError(f"{path}: expected one signature, found {list(sigs)}")
-        self.signature = next(iter(sigs))
-        self.runner = self.interpreter.get_signature_runner(self.signature)
-        inputs = self.runner.get_input_details()
-        outputs = self.runner.get_output_details()
-        if len(inputs) != 1:
-            raise ValueError(f"{path}: expected one input, found {list(inputs)}")
-        self.input_name, self.input_detail = next(iter(inputs.items()))
-        self.output_details = outputs
-        scale, zp = self.input_detail["quantization"]
-        self.in_scale, self.in_zp = float(scale), int(zp)
+        self.interpreter = load_interpreter(path, num_threads=num_threads)
+        expected = None if input_size is None else (input_size, input_size)
+        self.signature = check_signature(self.interpreter, path.name, input_size=expected)
+        self.runner = self.signature.runner
+        self.in_scale, self.in_zp = self.signature.input_quantization
+
+    @property
+    def input_size(self) -> int:
+        return self.signature.input_size[0]
+
+    def _quantized(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.int8]:
+        return quantize(x.reshape(self.signature.input_shape), self.in_scale, self.in_zp)
 
     def predict_one(self, x: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
-        q = quantize(x.reshape(self.input_detail["shape"]), self.in_scale, self.in_zp)
-        raw = self.runner(**{self.input_name: q})
-        out = {}
-        for name, value in raw.items():
-            s, z = self.output_details[name]["quantization"]
-            out[name] = dequantize(value, float(s), int(z)).reshape(-1)
-        return out
+        raw = self.runner(**{self.signature.input_name: self._quantized(x)})
+        quant = self.signature.output_quantization
+        return {name: dequantize(raw[name], *quant[name]).reshape(-1) for name in OUTPUTS}
 
     def predict(self, x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         emo, gen = [], []
@@ -173,15 +167,15 @@ class TFLiteModel:
         return np.stack(emo), np.stack(gen)
 
     def latency_ms(self, runs: int = 1000) -> dict[str, float]:
-        size = int(self.input_detail["shape"][1])
-        x = np.random.default_rng(0).random((size, size), dtype=np.float32)
-        q = quantize(x.reshape(self.input_detail["shape"]), self.in_scale, self.in_zp)
+        size = self.input_size
+        q = self._quantized(np.random.default_rng(0).random((size, size), dtype=np.float32))
+        feed = {self.signature.input_name: q}
         for _ in range(50):
-            self.runner(**{self.input_name: q})
+            self.runner(**feed)
         times = []
         for _ in range(runs):
             t = time.perf_counter()
-            self.runner(**{self.input_name: q})
+            self.runner(**feed)
             times.append((time.perf_counter() - t) * 1000.0)
         times.sort()
         return {
@@ -270,8 +264,7 @@ def evaluate_tflite_cli(model: Path, datasets: Path, out: Path) -> dict[str, Any
     """``facecast-train evaluate MODEL``: score any contract-following .tflite on the test sets."""
     out.mkdir(parents=True, exist_ok=True)
     m = TFLiteModel(model)
-    size = int(m.input_detail["shape"][1])
-    result = score(m.predict, load_test_sets(datasets, size), out, "int8")
+    result = score(m.predict, load_test_sets(datasets, m.input_size), out, "int8")
     result["latency_ms"] = m.latency_ms()
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     for name, heads in result.items():

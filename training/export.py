@@ -16,19 +16,28 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from training.card import write_card_markdown
+from agent.model_contract import (
+    EMOTIONS,
+    GENDERS,
+    CardCrop,
+    CardFile,
+    CardInput,
+    CardLabels,
+    CardQuantization,
+    ModelCard,
+)
+from training.card import CARD_FILE, write_card_markdown
 from training.config import TrainConfig
 from training.data import to_input_size
-from training.datasets import EMOTIONS, GENDERS, load_fer2013_folder, load_utkface
+from training.datasets import load_fer2013_folder, load_utkface
 from training.errors import ExportError
 from training.evaluate import TFLiteModel, load_test_sets, score
-from training.model import build_model, contract_heads
+from training.model import build_model
 from training.train import BEST_WEIGHTS, load_weights_checked, spec_from_config
 
 log = logging.getLogger(__name__)
 
 MODEL_STEM = "facecast_int8"
-CARD_SCHEMA = "facecast.model-card/1"
 # Candidate central fractions for ``zoom: auto``: at 48 px, crops of 48, 46, 44, 42 and 40 px.
 ZOOM_GRID = (1.0, 0.96, 0.92, 0.875, 0.83)
 # A candidate that costs more (mirror averaging doubles the passes) or changes the input (a zoom)
@@ -69,21 +78,6 @@ def convert_int8(model: keras.Model, rep: npt.NDArray[np.float32]) -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return bytes(converter.convert())
-
-
-def check_contract(path: Path, size: int) -> TFLiteModel:
-    """The promises outside tools rely on: one signature, one int8 NHWC input, named outputs."""
-    try:
-        m = TFLiteModel(path)
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
-    shape = [int(v) for v in m.input_detail["shape"]]
-    if shape != [1, size, size, 1] or m.input_detail["dtype"] != np.int8:
-        raise ExportError(f"input is {shape} {m.input_detail['dtype']}, expected [1,{size},{size},1] int8")
-    names = {k: int(np.prod(v["shape"])) for k, v in m.output_details.items()}
-    if names != {"emotion": len(EMOTIONS), "gender": len(GENDERS)}:
-        raise ExportError(f"outputs are {names}, expected emotion:7 and gender:2")
-    return m
 
 
 def zoom_crop(size: int, zoom: float) -> tuple[int, int]:
@@ -302,7 +296,6 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     spec = spec_from_config(cfg)
     model = build_model(spec)
     load_weights_checked(model, out / BEST_WEIGHTS)
-    model = contract_heads(model)
     val_scores, val_gender, val_sex = validation_scores(model, cfg)
     totals = {c: v["emotion"] + v["gender"] for c, v in val_scores.items()}
     chosen = choose(totals)
@@ -328,7 +321,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     rep = representative_images(cfg, cfg.representative_samples)
     tflite_path = out / f"{MODEL_STEM}.tflite"
     tflite_path.write_bytes(convert_int8(model, rep))
-    int8 = check_contract(tflite_path, cfg.input_size)
+    int8 = TFLiteModel(tflite_path, input_size=cfg.input_size)  # the contract's checks, as the agent's
     log.info("int8 model %s: %d bytes", tflite_path, tflite_path.stat().st_size)
 
     plots = out / "plots"
@@ -348,39 +341,30 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     latency = int8.latency_ms(1000)
     summary_path = out / "train_summary.json"
     train_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    # The reported training figures (validation) come from the run's history.
-    card: dict[str, Any] = {
-        "schema": CARD_SCHEMA,
-        "name": "facecast",
-        "version": datetime.now(UTC).strftime("%Y.%m.%d"),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "architecture": spec.as_dict(),
-        "parameters": int(model.count_params()),
-        "flip_tta": chosen.flip,
-        "zoom": chosen.zoom,
-        "file": {"name": tflite_path.name, "bytes": tflite_path.stat().st_size},
-        "input": {
-            "height": cfg.input_size,
-            "width": cfg.input_size,
-            "channels": 1,
-            "range": [0.0, 1.0],
-            "dtype": "int8",
-            "quantization": {"scale": int8.in_scale, "zero_point": int8.in_zp},
-        },
-        "preprocessing": {
+    now = datetime.now(UTC)
+    card = ModelCard(
+        version=now.strftime("%Y.%m.%d"),
+        created=now.isoformat(timespec="seconds"),
+        architecture=spec.as_dict(),
+        parameters=int(model.count_params()),
+        flip_tta=chosen.flip,
+        zoom=chosen.zoom,
+        file=CardFile(name=tflite_path.name, bytes=tflite_path.stat().st_size),
+        input=CardInput(
+            height=cfg.input_size,
+            width=cfg.input_size,
+            quantization=CardQuantization(scale=int8.in_scale, zero_point=int8.in_zp),
+        ),
+        preprocessing={
             "color": "grayscale (ITU-R 601 luma, OpenCV cvtColor)",
             "resize": "OpenCV INTER_AREA when shrinking, INTER_LINEAR when enlarging, to height x width",
             "scale": "pixel / 255 -> [0, 1], then quantize with input.quantization",
             "implementation": "agent.preprocess",
         },
-        "crop": {
-            "margin": cfg.framing.agent_margin,
-            "square": True,
-            "relative_to": "detector box; margin is the fraction of the box side added on each side",
-        },
-        "labels": {"emotion": list(EMOTIONS), "gender": list(GENDERS)},
-        "outputs": {"emotion": "probabilities (softmax)", "gender": "probabilities (softmax)"},
-        "metrics": {
+        crop=CardCrop(margin=cfg.framing.agent_margin),
+        labels=CardLabels(emotion=EMOTIONS, gender=GENDERS),
+        outputs={"emotion": "probabilities (softmax)", "gender": "probabilities (softmax)"},
+        metrics={
             "protocol": "whole test image as the dataset gives it, grayscale, resized to the input size",
             "int8": m_int8,
             "float": {
@@ -390,14 +374,14 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
             "parity": parity,
             "latency_ms": {**latency, "runtime": "ai-edge-litert", "note": "one image, batch 1"},
         },
-        "training": {
+        # The reported training figures (validation) come from the run's summary.
+        training={
             "epochs_run": train_summary.get("epochs_run"),
             "seconds": train_summary.get("seconds"),
             "data": train_summary.get("data"),
             "emotion_class_weight": train_summary.get("emotion_class_weight"),
             "class_imbalance": f"per-sample loss weights (inverse class frequency)^{cfg.class_weight_power}",
             "ferplus_blend": cfg.data.ferplus_blend,
-            "distillation": train_summary.get("distillation"),
             "augmentation": json.loads(cfg.augment.model_dump_json()),
             "framing": json.loads(cfg.framing.model_dump_json()),
             "seed": cfg.seed,
@@ -413,10 +397,10 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
             },
             "gender_balance": balance,
         },
-    }
+    )
     card_path = out / f"{MODEL_STEM}.json"
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    write_card_markdown(card, out / "MODEL_CARD.md")
+    card_path.write_text(card.to_json())
+    write_card_markdown(card, out / CARD_FILE)
     log.info(
         "emotion (FER2013 test) int8 %.4f float %.4f | gender (UTKFace test) int8 %.4f float %.4f",
         h_int8["emotion_accuracy"],
@@ -426,7 +410,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     )
     if ship_dir is not None:
         ship_dir.mkdir(parents=True, exist_ok=True)
-        for p in (tflite_path, card_path, out / "MODEL_CARD.md"):
+        for p in (tflite_path, card_path, out / CARD_FILE):
             shutil.copy2(p, ship_dir / p.name)
         # The card points at figures/ beside it: ship them too, or it would show the last model's.
         figures = ship_dir / "figures"

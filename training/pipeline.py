@@ -31,7 +31,6 @@ def run_train(cfg: TrainConfig) -> Path:
                 "parameters": int(result.model.count_params()),
                 "data": data.summary,
                 "emotion_class_weight": [round(float(w), 4) for w in data.emotion_class_weight],
-                "distillation": data.teacher.as_dict() if data.teacher is not None else None,
                 "config": json.loads(cfg.model_dump_json()),
             },
             indent=2,

@@ -17,11 +17,13 @@ exactly the single-pass network. Uses the flatbuffer schema that ships with Lite
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
+from agent.model_contract import CardFile, ModelCard, card_path_for, read_card
+from training.card import CARD_FILE, write_card_markdown
 from training.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -118,36 +120,38 @@ def write_single_pass(src: Path, dst: Path) -> Path:
     return dst
 
 
-def single_pass_card(card: dict[str, Any], metrics: dict[str, Any], model: Path) -> dict[str, Any]:
+def single_pass_card(card: ModelCard, metrics: dict[str, Any], model: Path) -> ModelCard:
     """The source card with this file, its own measured int8 figures, and where it came from.
 
     The float figures are left out: no float model computes exactly this graph's inputs to the
     quantized layers any more than the source's did, and the source card keeps them.
     """
-    out: dict[str, Any] = json.loads(json.dumps(card))
-    source = out["file"]["name"]
-    out["file"] = {"name": model.name, "bytes": model.stat().st_size}
-    out["flip_tta"] = False
-    old = out.get("metrics", {})
-    old8 = old.get("int8", {})
+    old8 = card.metrics.get("int8", {})
 
     def headline(test_set: str, head: str) -> Any:
         return old8.get(test_set, {}).get(head, {}).get("accuracy")
 
-    out["metrics"] = {
-        "protocol": old.get("protocol"),
-        "int8": {k: v for k, v in metrics.items() if k != "latency_ms"},  # every scored test set
-        "source_int8_headline": {
-            "fer2013_test_emotion": headline("fer2013_test", "emotion"),
-            "utkface_test_gender": headline("utkface_test", "gender"),
-            "fer2013_test_ferplus_emotion": headline("fer2013_test_ferplus", "emotion"),
+    assert card.file is not None  # make_variant checked it
+    return dataclasses.replace(
+        card,
+        file=CardFile(name=model.name, bytes=model.stat().st_size),
+        flip_tta=False,
+        metrics={
+            "protocol": card.metrics.get("protocol"),
+            "int8": {k: v for k, v in metrics.items() if k != "latency_ms"},  # every scored test set
+            "source_int8_headline": {
+                "fer2013_test_emotion": headline("fer2013_test", "emotion"),
+                "utkface_test_gender": headline("utkface_test", "gender"),
+                "fer2013_test_ferplus_emotion": headline("fer2013_test_ferplus", "emotion"),
+            },
         },
-    }
-    out["derived_from"] = {
-        "file": source,
-        "how": "mirror averaging removed from the int8 graph (training/single_pass.py); weights unchanged",
-    }
-    return out
+        derived_from={
+            "file": card.file.name,
+            "how": (
+                "mirror averaging removed from the int8 graph (training/single_pass.py); weights unchanged"
+            ),
+        },
+    )
 
 
 def make_variant(src: Path, dst: Path | None, datasets: Path, eval_dir: Path) -> Path:
@@ -157,15 +161,17 @@ def make_variant(src: Path, dst: Path | None, datasets: Path, eval_dir: Path) ->
 
     src = Path(src)
     dst = dst or single_pass_path(src)
-    card_path = src.with_suffix(".json")
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot read the model card {card_path}: {exc}") from None
-    if card.get("flip_tta") is False:
+    card = read_card(card_path_for(src))
+    if not card.flip_tta:
         raise ExportError(f"{src.name}: its card says it is not mirror-averaged (flip_tta false)")
+    if card.file is None:
+        raise ExportError(f"{src.name}: its card names no file")
     write_single_pass(src, dst)
     metrics = evaluate_tflite_cli(dst, datasets, eval_dir)
-    dst.with_suffix(".json").write_text(json.dumps(single_pass_card(card, metrics, dst), indent=2) + "\n")
+    variant = single_pass_card(card, metrics, dst)
+    card_path_for(dst).write_text(variant.to_json())
+    human = src.with_name(CARD_FILE)
+    if human.is_file():  # the shipped pair's card lists the variant's figures too
+        write_card_markdown(card, human, variant)
     log.info("wrote %s and its card", dst)
     return dst

@@ -18,12 +18,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from agent.model_contract import EMOTIONS, GENDERS
 from training.augment import make_augmenter
 from training.config import TrainConfig
 from training.data import TrainingData
-from training.datasets import GENDERS, soft_or_onehot
+from training.datasets import onehot
 from training.errors import CheckpointMismatchError
-from training.model import AGE_SCALE, ModelSpec, build_model
+from training.model import ModelSpec, build_model
 from training.tfenv import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -38,56 +39,23 @@ def spec_from_config(cfg: TrainConfig) -> ModelSpec:
         input_size=cfg.input_size,
         dropout=cfg.dropout,
         weight_decay=cfg.weight_decay,
-        age_head=cfg.age_loss_weight > 0,
-        gender_branch=cfg.gender_branch,
     )
 
 
 def masks(
-    data_emotion: np.ndarray,
-    data_gender: np.ndarray,
-    class_w: np.ndarray,
-    *,
-    soft_emotion: np.ndarray | None = None,
-    soft_gender: np.ndarray | None = None,
-    pseudo_weight: float = 0.0,
-) -> tuple[Any, Any]:
-    """Per-sample loss weights: a missing label (-1) gets weight 0, so that head learns nothing from it.
-
-    Unless a teacher gave that head a target (a soft row that sums to 1): it then weighs
-    ``pseudo_weight``, below a label's, since it is only the teacher's reading of the face."""
-    has_e = data_emotion >= 0
-    has_g = data_gender >= 0
-    w_e = np.where(has_e, class_w[np.clip(data_emotion, 0, None)], 0.0).astype(np.float32)
-    w_g = has_g.astype(np.float32)
-    if pseudo_weight > 0.0:
-        for w, has, soft in ((w_e, has_e, soft_emotion), (w_g, has_g, soft_gender)):
-            if soft is not None:
-                w[~has & (soft.sum(axis=1) > 0.5)] = pseudo_weight
-    return w_e, w_g
-
-
-def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
-    """The configured optimizer; its learning rate is then driven by the schedule callback."""
-    ema = {"use_ema": cfg.ema_momentum is not None, "ema_momentum": cfg.ema_momentum or 0.99}
-    if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum, nesterov=True, **ema)
-    return keras.optimizers.Adam(cfg.learning_rate, **ema)
+    data_emotion: np.ndarray, data_gender: np.ndarray, class_w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample loss weights: a missing label (-1) gets weight 0, so that head learns nothing from
+    it; that is what lets emotion-only and gender-only datasets train one network."""
+    w_e = np.where(data_emotion >= 0, class_w[np.clip(data_emotion, 0, None)], 0.0).astype(np.float32)
+    return w_e, (data_gender >= 0).astype(np.float32)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
-    loss: dict[str, keras.losses.Loss] = {
-        "emotion": keras.losses.CategoricalCrossentropy(),
-        "gender": keras.losses.CategoricalCrossentropy(label_smoothing=cfg.gender_label_smoothing),
-    }
-    weights = {"emotion": 1.0, "gender": cfg.gender_loss_weight}
-    if "age" in model.output_names:
-        loss["age"] = keras.losses.Huber(delta=0.1)  # quadratic within 10 years, linear beyond
-        weights["age"] = cfg.age_loss_weight
+    """Adam (its learning rate is then driven by the schedule callback) and a cross-entropy per head."""
     model.compile(
-        optimizer=make_optimizer(cfg),
-        loss=loss,
-        loss_weights=weights,
+        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        loss={head: keras.losses.CategoricalCrossentropy() for head in ("emotion", "gender")},
         weighted_metrics={
             "emotion": [keras.metrics.CategoricalAccuracy(name="acc")],
             "gender": [keras.metrics.CategoricalAccuracy(name="acc")],
@@ -96,85 +64,32 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
 
 
 def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
-    """Augmented batches of ``(image, soft targets, loss weights)``; both heads' targets are soft
-    (a label's one-hot, blended with FER+ votes or a teacher's probabilities where configured)."""
+    """Augmented batches of ``(image, targets, loss weights)``. The emotion target is soft (a label's
+    one-hot blended with FER+ votes where configured); the gender target is the label's one-hot."""
     t = data.train
     assert t.emotion_soft is not None
-    soft_g = soft_or_onehot(t.gender_soft, t.gender, len(GENDERS))
-    w_e, w_g = masks(
-        t.emotion,
-        t.gender,
-        data.emotion_class_weight,
-        soft_emotion=t.emotion_soft,
-        soft_gender=soft_g,
-        pseudo_weight=data.pseudo_weight,
-    )
+    w_e, w_g = masks(t.emotion, t.gender, data.emotion_class_weight)
     augment = make_augmenter(cfg.framing, cfg.augment, cfg.input_size)
     ds = tf.data.Dataset.from_tensor_slices(
-        (
-            t.images[..., None],
-            data.framing,
-            t.emotion_soft,
-            soft_g,
-            w_e,
-            w_g,
-            gender_only(t.emotion, t.gender),
-            *age_targets(t.age, len(t)),
-        )
+        (t.images[..., None], data.framing, t.emotion_soft, onehot(t.gender, len(GENDERS)), w_e, w_g)
     )
-    ds = ds.shuffle(len(t), seed=cfg.seed, reshuffle_each_iteration=True)
-    if cfg.gender_only_fraction < 1.0:
-        frac = cfg.gender_only_fraction
-
-        def _draw(*cols):  # type: ignore[no-untyped-def]
-            return tf.logical_or(tf.logical_not(cols[6]), tf.random.uniform([]) < frac)
-
-        ds = ds.filter(_draw)
-    ds = ds.batch(cfg.batch_size)
+    ds = ds.shuffle(len(t), seed=cfg.seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
 
     def _map(*cols):  # type: ignore[no-untyped-def]
-        img, tag, soft, gender, we, wg, _, age, wa = cols
-        y, w = {"emotion": soft, "gender": gender}, {"emotion": we, "gender": wg}
-        if cfg.age_loss_weight > 0:
-            y["age"], w["age"] = age, wa
-        return augment(img, tag), y, w
+        img, tag, soft, gender, we, wg = cols
+        return augment(img, tag), {"emotion": soft, "gender": gender}, {"emotion": we, "gender": wg}
 
     return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
-def age_targets(age: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The age head's target (age / AGE_SCALE) and loss weight (0 where a sample has no age)."""
-    a = np.full(n, -1, np.int64) if age is None else age
-    return (np.maximum(a, 0) / AGE_SCALE).astype(np.float32)[:, None], (a >= 0).astype(np.float32)
-
-
-def gender_only(emotion: np.ndarray, gender: np.ndarray) -> np.ndarray:
-    """Samples labelled for gender alone: what ``gender_only_fraction`` thins out (a teacher's
-    emotion target on them does not count: it is not a label)."""
-    return np.asarray((emotion < 0) & (gender >= 0))
-
-
-def epoch_samples(data: TrainingData, cfg: TrainConfig) -> int:
-    """Expected training samples per epoch (gender-only samples are drawn at ``gender_only_fraction``)."""
-    n_gender_only = int(np.count_nonzero(gender_only(data.train.emotion, data.train.gender)))
-    return len(data.train) - n_gender_only + round(n_gender_only * cfg.gender_only_fraction)
-
-
-def val_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
+def val_dataset(data: TrainingData) -> tf.data.Dataset:
+    """Validation as the reporting protocol sees it: whole images, hard labels, every sample weighing
+    the same (unweighted accuracy is what is reported)."""
     v = data.val
-    assert v.emotion_soft is not None
-    onehot = np.zeros_like(v.emotion_soft)
-    has = v.emotion >= 0
-    onehot[np.flatnonzero(has), v.emotion[has]] = 1.0
-    w_e = has.astype(np.float32)  # unweighted accuracy on validation: what we report
-    w_g = (v.gender >= 0).astype(np.float32)
     x = (v.images.astype(np.float32) / 255.0)[..., None]
-    g_onehot = np.eye(2, dtype=np.float32)[np.clip(v.gender, 0, None)]
-    y, w = {"emotion": onehot, "gender": g_onehot}, {"emotion": w_e, "gender": w_g}
-    if cfg.age_loss_weight > 0:
-        y["age"], w["age"] = age_targets(v.age, len(v))
-    ds = tf.data.Dataset.from_tensor_slices((x, y, w))
-    return ds.batch(256)
+    y = {"emotion": onehot(v.emotion, len(EMOTIONS)), "gender": onehot(v.gender, len(GENDERS))}
+    w = {"emotion": (v.emotion >= 0).astype(np.float32), "gender": (v.gender >= 0).astype(np.float32)}
+    return tf.data.Dataset.from_tensor_slices((x, y, w)).batch(256)
 
 
 class ScoreAndSchedule(keras.callbacks.Callback):  # type: ignore[misc]
@@ -302,12 +217,10 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     model = build_model(spec, precision=precision)
     compile_model(model, cfg)
     log.info("model %s: %d parameters, %s", model.name, model.count_params(), precision)
-    steps = math.ceil(epoch_samples(data, cfg) / cfg.batch_size)
+    steps = math.ceil(len(data.train) / cfg.batch_size)
     history_csv = out / "history.csv"
     best = out / BEST_WEIGHTS
     callbacks: list[keras.callbacks.Callback] = [
-        # first, so validation, checkpoints and the backup all see the averaged weights
-        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum else []),
         ScoreAndSchedule(cfg, steps, out / "train_state.json", scored_heads(data)),
         keras.callbacks.ModelCheckpoint(
             best, monitor="val_score", mode="max", save_best_only=True, save_weights_only=True
@@ -321,7 +234,7 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     t0 = time.monotonic()
     hist = model.fit(
         train_dataset(data, cfg),
-        validation_data=val_dataset(data, cfg),
+        validation_data=val_dataset(data),
         epochs=cfg.epochs,
         callbacks=callbacks,
         verbose=verbose,

@@ -23,10 +23,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from agent import __version__
 from agent.config.settings import AgentConfig
+from agent.model_contract import EMOTIONS, GENDERS
 
 log = logging.getLogger(__name__)
 
-EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 AVAILABILITY_TEMPLATE = "{{ 'online' if value == 'online' else 'offline' }}"
 """``stopped`` (clean exit) and ``offline`` (last will) both read as unavailable."""
 
@@ -112,7 +112,7 @@ def discovery_payload(config: AgentConfig, model_version: str | None = None) -> 
                 presence,
                 "{{ value_json.dominant_emotion }}",
                 device_class="enum",
-                options=EMOTIONS,
+                options=list(EMOTIONS),
                 icon="mdi:emoticon-outline",
             ),
             "gender": _sensor(
@@ -122,7 +122,7 @@ def discovery_payload(config: AgentConfig, model_version: str | None = None) -> 
                 presence,
                 "{{ value_json.last_gender }}",
                 device_class="enum",
-                options=["male", "female"],
+                options=list(GENDERS),
                 icon="mdi:account",
             ),
             "fps": _sensor(

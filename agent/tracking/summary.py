@@ -14,10 +14,10 @@ from typing import Any
 
 from agent.comms.base import Publisher
 from agent.events import iso_utc_ms
-from agent.tracking.tracker import GENDER_LABELS, TrackerStep
+from agent.model_contract import EMOTIONS, GENDERS
+from agent.tracking.tracker import TrackerStep
 
 SUMMARY_SCHEMA = "facecast.summary/1"
-EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 
 @dataclass
@@ -77,6 +77,6 @@ class MinuteSummary:
             "frames": w.frames,
             "people": len(w.people),
             "emotion": {e: emotions.get(e, 0) for e in EMOTIONS},
-            "gender": {g: genders.get(g, 0) for g in GENDER_LABELS},
+            "gender": {g: genders.get(g, 0) for g in GENDERS},
             "face_frames": {e: w.face_frames.get(e, 0) for e in EMOTIONS},
         }

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from agent.events import FaceResult, SmoothedLabels
+from agent.model_contract import GENDERS
 from agent.tracking.association import Box, match
 from agent.tracking.smoothing import EmaProbabilities, binary_probs
 
 log = logging.getLogger(__name__)
-
-GENDER_LABELS = ("male", "female")
 
 
 @dataclass
@@ -86,7 +85,7 @@ class Track:
         self.missed = 0
         self.best_score = max(self.best_score, float(face.score))
         self.emotion.update(a.emotion_probs)
-        self.gender.update(binary_probs(a.gender, a.gender_score, GENDER_LABELS))
+        self.gender.update(binary_probs(a.gender, a.gender_score, GENDERS))
         if self._raw_label is not None and a.emotion != self._raw_label:
             self.raw_flips += 1
         self._raw_label = a.emotion
