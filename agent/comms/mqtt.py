@@ -4,8 +4,9 @@ Delivery guarantee (QoS 1 events, the default for frames):
 
 * ``publish()`` returns only after the event is committed to the on-disk buffer
   (:class:`~agent.comms.buffer.DiskBuffer`). From then on it survives a broker outage, a network
-  outage, a clean restart and a SIGKILL of the agent. Only buffer overflow (drop-oldest, counted in
-  ``stats()["dropped"]``) or losing the disk itself can lose it.
+  outage, a clean restart and a SIGKILL of the agent. Only buffer overflow (the row or byte cap, or
+  a full file system: drop-oldest, counted by reason in ``stats()["dropped_by_reason"]``) or losing
+  the disk itself can lose it; an event that finds no room at all is dropped and counted the same.
 * A single sender thread hands buffered rows to paho strictly in row order, at most
   ``max_inflight`` unacknowledged at a time. A row is deleted only when the broker's PUBACK for it
   arrives, so the guarantee is *at least once up to the broker's acknowledgement*. What the broker
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -55,6 +57,8 @@ _ACK_FLUSH_BATCH = 256
 """Acknowledged rows are deleted in batches of this size (or sooner when the sender goes idle)."""
 _ACK_FLUSH_INTERVAL_S = 0.05
 _SENDER_IDLE_WAIT_S = 0.1
+_ACK_RETRY_LIMIT = 10_000
+"""Acknowledged rows kept for another delete attempt while the buffer cannot write."""
 _STATUS_SLACK = 8
 """Extra paho in-flight slots beyond our window, so status messages never queue behind events."""
 
@@ -106,6 +110,7 @@ class MqttPublisher:
         # Owned by the sender thread (and by close() after the sender has been joined).
         self._inflight: dict[int, int] = {}
         self._acked_rows: list[int] = []
+        self._ack_error_logged = False
 
         self._lock = threading.Lock()
         self._connected = False
@@ -136,7 +141,9 @@ class MqttPublisher:
         # Configuration errors (unreadable password_file, missing CA file) raise here, before
         # anything is opened: those are for the operator to fix, unlike an unreachable broker.
         client = self._make_client()
-        self._buffer = DiskBuffer(cfg.buffer.resolve_path(self._state_dir), cfg.buffer.max_events)
+        self._buffer = DiskBuffer(
+            cfg.buffer.resolve_path(self._state_dir), cfg.buffer.max_events, cfg.buffer.max_bytes
+        )
         self._client = client
         self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
         self._sender.start()
@@ -230,11 +237,27 @@ class MqttPublisher:
         self._collect_acks()
         self._flush_acks(buffer)
         left = len(buffer)
+        dropped = buffer.dropped_by_reason
         buffer.close()
         with self._lock:
             self._connected = self._ready = False
+            published = self._published
+        # The exit summary: every accepted event is delivered, kept on disk, or dropped (counted).
+        lost = sum(dropped.values())
+        why = ", ".join(f"{k}: {v}" for k, v in dropped.items() if v)
         if left:
-            logger.warning("MQTT publisher closed with %d event(s) kept on disk for the next run", left)
+            logger.warning(
+                "MQTT publisher closed with %d event(s) kept on disk for the next run; %d delivered, "
+                "%d dropped%s",
+                left,
+                published,
+                lost,
+                f" ({why})" if lost else "",
+            )
+        elif lost:
+            logger.warning(
+                "MQTT publisher closed; %d event(s) delivered, %d dropped (%s)", published, lost, why
+            )
         else:
             logger.info("MQTT publisher closed; all events delivered")
 
@@ -249,6 +272,8 @@ class MqttPublisher:
                 "buffered": len(buffer) if buffer is not None and not self._closed else 0,
                 "inflight": len(self._inflight),
                 "dropped": buffer.dropped if buffer is not None else 0,
+                "dropped_by_reason": buffer.dropped_by_reason if buffer is not None else {},
+                "buffer_bytes": buffer.disk_bytes() if buffer is not None and not self._closed else 0,
                 "rejected": self._rejected,
                 "reconnects": max(0, self._connects - 1),
                 "qos0_published": self._qos0_published,
@@ -455,7 +480,7 @@ class MqttPublisher:
         room = self._window - len(self._inflight)
         if not ready or room <= 0:
             return cursor
-        rows = buffer.peek(cursor, room)
+        rows = buffer.peek(cursor, room, hold=True)
         for row in rows:
             try:
                 info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
@@ -493,7 +518,16 @@ class MqttPublisher:
             return
         try:
             buffer.delete(self._acked_rows)
+        except sqlite3.Error as exc:
+            # E.g. a disk filled by someone else. Kept to retry (a few), else they stay on disk and
+            # are re-sent after a restart: a duplicate, never a loss.
+            if not self._ack_error_logged:
+                logger.warning("deleting acknowledged rows from the MQTT buffer failed (%s); retrying", exc)
+                self._ack_error_logged = True
+            if len(self._acked_rows) < _ACK_RETRY_LIMIT:
+                return
         except Exception:
-            # Rows stay on disk and are re-sent after a restart: a duplicate, never a loss.
             logger.exception("deleting acknowledged rows from the MQTT buffer failed")
+        else:
+            self._ack_error_logged = False
         self._acked_rows = []
