@@ -25,6 +25,7 @@ from agent.errors import FacecastError
 from agent.events import SeqAllocator
 from agent.pipeline import Pipeline, PipelineHooks, PipelineOptions, PipelineStats
 from agent.sources import FrameSource, open_source
+from agent.state_dir import StateDirLock
 from agent.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,26 @@ def run_agent(
 ) -> PipelineStats:
     """Build everything from ``config``, run until the source ends / ``max_frames`` / a signal,
     then close the publisher (which flushes and announces ``stopped``). Raises ``FacecastError``
-    subclasses for bad models, sources and detectors before anything is published."""
-    parts = components or build_components(config)
+    subclasses for bad models, sources and detectors before anything is published.
+
+    The state directory is locked first, before the model loads or the camera opens: a second
+    agent on it is refused at once, with the first one's pid, instead of failing on a busy camera.
+    """
     ensure_state_dir(config.state_dir)
+    with StateDirLock(config.state_dir):
+        parts = components or build_components(config)
+        return _run(config, parts, max_frames=max_frames, publisher=publisher, hooks=hooks, stream=stream)
+
+
+def _run(
+    config: AgentConfig,
+    parts: Components,
+    *,
+    max_frames: int | None,
+    publisher: Publisher | None,
+    hooks: PipelineHooks | None,
+    stream: TextIO | None,
+) -> PipelineStats:
     seq = SeqAllocator(config.state_dir)
     pub = publisher or build_publisher(config, stream)
     pipeline = Pipeline(
@@ -145,13 +163,26 @@ def run_agent(
     if notifier.enabled:
         pipeline.hooks.heartbeat.append(notifier.heartbeat)
     pub.start()
-    extensions.start()
-    notifier.ready()
     try:
+        extensions.start()
+        notifier.ready()
         with stop_on_signals(pipeline.stop):
             return pipeline.run()
     finally:
-        notifier.stopping()
-        parts.source.close()
-        extensions.close()
+        # Whatever one of these raises, the publisher still closes: it flushes what it can and
+        # announces ``stopped``, which a subscriber would otherwise wait for in vain.
+        _shutdown_step("notifying systemd", notifier.stopping)
+        _shutdown_step("closing the source", parts.source.close)
+        _shutdown_step("closing the extensions", extensions.close)
         pub.close(timeout=CLOSE_TIMEOUT_S)
+
+
+def _shutdown_step(what: str, step: Callable[[], None]) -> None:
+    try:
+        step()
+    except Exception as exc:
+        # One line, as every error the agent logs; the traceback only with --log-level DEBUG.
+        log.error(  # noqa: TRY400
+            "%s failed on the way out (%s: %s); closing the publisher anyway", what, type(exc).__name__, exc
+        )
+        log.debug("traceback of the failure above", exc_info=True)

@@ -138,6 +138,7 @@ def run_bench(
     """Run the pipeline on ``config.source`` and measure. ``sink="null"`` serialises every event
     as the stdout sink would, into /dev/null (publish cost without a broker)."""
     from agent.app import build_components, build_publisher, ensure_state_dir
+    from agent.state_dir import StateDirLock
 
     started = process_start_time()
     parts = build_components(config)
@@ -148,6 +149,8 @@ def run_bench(
     else:
         publisher = build_publisher(config)
     ensure_state_dir(config.state_dir)
+    # The mqtt sink opens the event buffer and the client id of any agent on this state_dir.
+    lock = StateDirLock(config.state_dir).acquire() if sink == "mqtt" else None
     options = PipelineOptions(
         device_id=config.device_id, max_width=config.source.max_width, max_frames=max_frames
     )
@@ -180,6 +183,8 @@ def run_bench(
         publisher.close(timeout=3.0)
         if devnull is not None:
             devnull.close()
+        if lock is not None:
+            lock.release()
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
     # median over frames with faces of (crop + quantize + invoke) / faces: robust to the odd

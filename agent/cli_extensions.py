@@ -47,6 +47,7 @@ def cmd_ha_unregister(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.errors import ConfigError
     from agent.homeassistant.discovery import HomeAssistantDiscovery, TopicClient
+    from agent.state_dir import StateDirLock
 
     overrides = _overrides(args)
     overrides["sink"] = "mqtt"
@@ -56,11 +57,12 @@ def cmd_ha_unregister(args: argparse.Namespace) -> int:
     pub = build_publisher(config)
     if not isinstance(pub, TopicClient):
         raise ConfigError("Home Assistant discovery needs the mqtt sink")
-    pub.start()
-    try:
-        HomeAssistantDiscovery(pub, config).unregister()
-    finally:
-        pub.close(timeout=5.0)
+    with StateDirLock(config.state_dir):  # the agent's buffer and client id: not while it runs
+        pub.start()
+        try:
+            HomeAssistantDiscovery(pub, config).unregister()
+        finally:
+            pub.close(timeout=5.0)
     stats = pub.stats()
     if stats.get("buffered"):
         sys.stderr.write("facecast: broker not reached; the removal is kept and sent on the next run\n")

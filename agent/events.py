@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.classifier import FaceAttributes
+from agent.state_dir import full_error, is_disk_full
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "facecast.frame/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "frame_event.schema.json"
 SEQ_FILE = "seq.json"
+_SEQ_WIDTH = 40  # bytes written in place; {"next": N} with spaces after it (still JSON)
 
 
 def schema_path() -> Path:
@@ -67,14 +69,35 @@ class SeqAllocator:
         return value if value >= 0 else int(time.time() * 1000)
 
     def _reserve(self) -> None:
-        self._limit = self._next + self.block
+        limit = self._next + self.block
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"next": self._limit}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump({"next": limit}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if not is_disk_full(exc):
+                raise
+            self._overwrite(limit, exc)
+        self._limit = limit  # only numbers that are on disk are handed out
+
+    def _overwrite(self, limit: int, exc: OSError) -> None:
+        """A full disk has no block for the temporary file, but the seq file's own block can be
+        rewritten in place. Not atomic: a torn write reads as unreadable, and :meth:`_load` then
+        jumps past anything this run could have used."""
+        try:
+            with open(self.path, "r+b") as fh:
+                fh.write(json.dumps({"next": limit}).encode().ljust(_SEQ_WIDTH))
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            raise full_error(self.path.parent, SEQ_FILE, exc) from None
+        log.debug("seq state %s rewritten in place: the disk is full", self.path)
 
     def next(self) -> int:
         if self._next >= self._limit:

@@ -4,8 +4,9 @@ Delivery guarantee (QoS 1 events, the default for frames):
 
 * ``publish()`` returns only after the event is committed to the on-disk buffer
   (:class:`~agent.comms.buffer.DiskBuffer`). From then on it survives a broker outage, a network
-  outage, a clean restart and a SIGKILL of the agent. Only buffer overflow (drop-oldest, counted in
-  ``stats()["dropped"]``) or losing the disk itself can lose it.
+  outage, a clean restart and a SIGKILL of the agent. Only buffer overflow (the row or byte cap, or
+  a full file system: drop-oldest, counted by reason in ``stats()["dropped_by_reason"]``) or losing
+  the disk itself can lose it; an event that finds no room at all is dropped and counted the same.
 * A single sender thread hands buffered rows to paho strictly in row order, at most
   ``max_inflight`` unacknowledged at a time. A row is deleted only when the broker's PUBACK for it
   arrives, so the guarantee is *at least once up to the broker's acknowledgement*. What the broker
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 import threading
 import time
@@ -72,6 +74,8 @@ _ACK_FLUSH_BATCH = 256
 """Acknowledged rows are deleted in batches of this size (or sooner when the sender goes idle)."""
 _ACK_FLUSH_INTERVAL_S = 0.05
 _SENDER_IDLE_WAIT_S = 0.1
+_ACK_RETRY_LIMIT = 10_000
+"""Acknowledged rows kept for another delete attempt while the buffer cannot write."""
 _STATUS_SLACK = 8
 """Extra paho in-flight slots beyond our window, so status messages never queue behind events."""
 REPORT_EVERY_S = 60.0
@@ -134,6 +138,7 @@ class MqttPublisher:
         # Owned by the sender thread (and by close() after the sender has been joined).
         self._inflight: dict[int, int] = {}
         self._acked_rows: list[int] = []
+        self._ack_error_logged = False
 
         self._lock = threading.Lock()
         self._connected = False
@@ -172,7 +177,9 @@ class MqttPublisher:
         client, password = self._make_client()
         if password is not None:
             hide_in_logs(password.get_secret_value())
-        self._buffer = DiskBuffer(cfg.buffer.resolve_path(self._state_dir), cfg.buffer.max_events)
+        self._buffer = DiskBuffer(
+            cfg.buffer.resolve_path(self._state_dir), cfg.buffer.max_events, cfg.buffer.max_bytes
+        )
         self._client = client
         self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
         self._sender.start()
@@ -268,26 +275,36 @@ class MqttPublisher:
         self._collect_acks()
         self._flush_acks(buffer)
         left = len(buffer)
+        dropped = buffer.dropped_by_reason
         buffer.close()
         with self._lock:
             self._connected = self._ready = False
             self._left_on_close = left
             failure = self._failure
-            lost = {
+            published = self._published
+            # Every accepted event is delivered, kept on disk, or lost with a counted reason.
+            lost_by = {
+                **dropped,
                 "rejected by the broker": self._rejected,
                 "unpublishable": sum(self._undeliverable.values()),
-                "dropped from a full buffer": buffer.dropped,
             }
-        lost_text = ", ".join(f"{n} {what}" for what, n in lost.items() if n)
+        lost = sum(lost_by.values())
+        why = ", ".join(f"{k}: {v}" for k, v in lost_by.items() if v)
         if left:
             refused = failure is not None and failure.refused
             logger.warning(
-                "MQTT publisher closed with %d event(s) kept on disk for the next run%s",
+                "MQTT publisher closed with %d event(s) kept on disk for the next run%s; %d delivered, "
+                "%d dropped%s",
                 left,
                 f" (the broker refused the connection: {failure.reason})" if failure and refused else "",
+                published,
+                lost,
+                f" ({why})" if lost else "",
             )
-        elif lost_text:
-            logger.warning("MQTT publisher closed; nothing left on disk, but not delivered: %s", lost_text)
+        elif lost:
+            logger.warning(
+                "MQTT publisher closed; %d event(s) delivered, %d dropped (%s)", published, lost, why
+            )
         else:
             logger.info("MQTT publisher closed; all events delivered")
 
@@ -318,6 +335,8 @@ class MqttPublisher:
                 "buffered": len(buffer) if buffer is not None and not self._closed else 0,
                 "inflight": len(self._inflight),
                 "dropped": buffer.dropped if buffer is not None else 0,
+                "dropped_by_reason": buffer.dropped_by_reason if buffer is not None else {},
+                "buffer_bytes": buffer.disk_bytes() if buffer is not None and not self._closed else 0,
                 "rejected": self._rejected,
                 "undeliverable": sum(self._undeliverable.values()),
                 "undeliverable_reasons": dict(self._undeliverable),
@@ -573,7 +592,7 @@ class MqttPublisher:
         room = self._window - len(self._inflight)
         if not ready or room <= 0:
             return cursor
-        rows = buffer.peek(cursor, room)
+        rows = buffer.peek(cursor, room, hold=True)
         for row in rows:
             # A row that can never be published must not wedge the queue: the broker would drop
             # the connection on it after every reconnect (paho re-sends it first each time).
@@ -625,7 +644,16 @@ class MqttPublisher:
             return
         try:
             buffer.delete(self._acked_rows)
+        except sqlite3.Error as exc:
+            # E.g. a disk filled by someone else. Kept to retry (a few), else they stay on disk and
+            # are re-sent after a restart: a duplicate, never a loss.
+            if not self._ack_error_logged:
+                logger.warning("deleting acknowledged rows from the MQTT buffer failed (%s); retrying", exc)
+                self._ack_error_logged = True
+            if len(self._acked_rows) < _ACK_RETRY_LIMIT:
+                return
         except Exception:
-            # Rows stay on disk and are re-sent after a restart: a duplicate, never a loss.
             logger.exception("deleting acknowledged rows from the MQTT buffer failed")
+        else:
+            self._ack_error_logged = False
         self._acked_rows = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from agent.config.topics import part_problem
@@ -21,6 +22,35 @@ from agent.config.validation import Secret, Section, SettingError, setting
 
 CREDENTIAL_NAME = "mqtt_password"
 """File name looked up in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``)."""
+
+
+BUFFER_MAX_BYTES = 32 * 1024 * 1024
+"""32 MiB holds about 39,000 frame events as the agent publishes them (670 bytes of JSON on
+average, ~850 bytes each on disk with SQLite's pages and the WAL's share, measured): over an hour of
+a face in every frame at the 10 fps the Ansible role sets. Small enough for a small SD card data
+partition or the RAM-backed overlay root of a 1 GB Raspberry Pi, where the 100,000-event row cap
+(~85 MB of such events) would not fit."""
+BUFFER_MIN_BYTES = 1024 * 1024
+"""Below this the WAL's share leaves too few pages for a useful queue."""
+
+_SIZE_UNITS: Mapping[str, int] = MappingProxyType(
+    {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+)
+
+
+def parse_size(text: str) -> int:
+    """``"32MiB"`` -> 33554432; also KiB/GiB, kB/MB/GB and plain bytes (environment variables are
+    text). Anything else is a :class:`SettingError` that shows the value."""
+    raw = text.strip()
+    digits = raw.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+    unit = raw[len(digits) :].strip().lower()
+    try:
+        number = float(digits)
+    except ValueError:
+        number = -1.0
+    if unit not in _SIZE_UNITS or number < 0 or not digits:
+        raise SettingError(f"must be a size in bytes such as 33554432 or '32MiB', got {text!r}")
+    return int(number * _SIZE_UNITS[unit])
 
 
 class MqttTlsConfig(Section):
@@ -41,8 +71,21 @@ class BufferConfig(Section):
     """The on-disk queue that holds accepted events until the broker acknowledges them."""
 
     max_events: int = setting(default=100_000, ge=1)
+    max_bytes: int = BUFFER_MAX_BYTES
+    """On-disk size cap, write-ahead log included (the oldest events go first). Bytes, or a size
+    such as ``64MiB``; why 32 MiB: see :data:`BUFFER_MAX_BYTES`."""
     path: Path | None = None
     """Defaults to ``<state_dir>/buffer.sqlite3`` (see :meth:`resolve_path`)."""
+
+    @classmethod
+    def before(cls, name: str, value: object) -> object:
+        if name == "max_bytes" and isinstance(value, str):
+            return parse_size(value)
+        return value
+
+    def check(self) -> None:
+        if self.max_bytes < BUFFER_MIN_BYTES:  # here, not as a bound: that would print 1.04858e+06
+            raise SettingError(f"must be at least 1MiB (1048576), got {self.max_bytes}", field="max_bytes")
 
     def resolve_path(self, state_dir: Path) -> Path:
         """Where the buffer lives: the explicit ``path`` or the default under ``state_dir``."""
