@@ -306,7 +306,7 @@ class MqttPublisher:
                 "MQTT publisher closed; %d event(s) delivered, %d dropped (%s)", published, lost, why
             )
         else:
-            logger.info("MQTT publisher closed; all events delivered")
+            logger.info("MQTT publisher closed; all events delivered (%d event(s) delivered)", published)
 
     def undelivered_reason(self) -> str | None:
         """After :meth:`close`: one line if events stayed on disk because the broker refused us.
