@@ -234,14 +234,16 @@ def main() -> None:
               f"{args.outage_seconds:g} s every {args.outage_every:g} s")  # fmt: skip
         print(f"state partition: tmpfs {args.tmpfs_mib} MiB, ballast {ballast / 2**20:.1f} MiB, "
               f"{args.free_kib} KiB left for the agent")  # fmt: skip
-        print(f"agent exit code: {agent.returncode}; final status: {status}; tracebacks in its log: {tracebacks}")
+        print(f"agent exit code: {agent.returncode}; final status: {status}; "
+              f"tracebacks in its log: {tracebacks}")  # fmt: skip
         print(f"frame events the agent made: {pipe.get('events')} (frames {pipe.get('frames')}, "
               f"processed {pipe.get('processed')})")  # fmt: skip
         print(f"delivered (distinct seq): {len(unique)}; duplicates: {len(seqs) - len(unique)}")
         if unique:
             span = max(unique) - min(unique) + 1
             print(f"seq span {span}: {span - len(unique)} seq numbers never arrived")
-        print(f"dropped by the agent: {publisher.get('dropped', 0)} {publisher.get('dropped_by_reason', {})}; "
+        print(f"dropped by the agent: {publisher.get('dropped', 0)} "
+              f"{publisher.get('dropped_by_reason', {})}; "
               f"undeliverable {publisher.get('undeliverable', 0)}; rejected {publisher.get('rejected', 0)}; "
               f"left on disk {publisher.get('buffered', 0)}")  # fmt: skip
         for line in summary:
@@ -255,7 +257,8 @@ def main() -> None:
         if rss:
             print(f"RSS MiB: start {rss[0][1]:.1f}, peak {max(v for _, v in rss):.1f}, end {rss[-1][1]:.1f}, "
                   f"slope {slope_per_hour(rss):+.2f} MiB/h (after warm-up)")  # fmt: skip
-            print(f"open fds: start {int(fds[0][1])}, max {int(max(v for _, v in fds))}, end {int(fds[-1][1])}, "
+            print(f"open fds: start {int(fds[0][1])}, max {int(max(v for _, v in fds))}, "
+                  f"end {int(fds[-1][1])}, "
                   f"slope {slope_per_hour(fds):+.2f} per hour")  # fmt: skip
         print(f"agent log: {agent_log}")
     finally:
