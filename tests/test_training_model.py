@@ -290,6 +290,50 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_ship_only_a_model_that_beats_the_shipped_one_on_validation(smoke_run: Path, tmp_path: Path) -> None:
+    """A one-epoch model never beats the real shipped one: export refuses to replace it, in one line,
+    and leaves the folder as it was; --force ships it anyway."""
+    import shutil
+
+    repo_models = Path(__file__).resolve().parents[1] / "models"
+    target = tmp_path / "models"
+    target.mkdir()
+    for name in ("facecast_int8.tflite", "facecast_int8.json"):
+        shutil.copy(repo_models / name, target / name)
+    before = (target / "facecast_int8.tflite").read_bytes()
+    common = (
+        "--config",
+        str(SMOKE),
+        "--set",
+        f"output_dir={smoke_run}",
+        "--set",
+        f"data.root={datasets_root()}",
+    )
+    refused = run_train_cli("export", *common, "--ship", str(target))
+    assert refused.returncode == 2
+    (line,) = [ln for ln in refused.stderr.splitlines() if ln.startswith("facecast-train: error:")]
+    assert "not shipped to" in line and "does not beat the shipped one on validation" in line
+    assert "Traceback" not in refused.stderr
+    assert (target / "facecast_int8.tflite").read_bytes() == before
+    card = json.loads((smoke_run / "facecast_int8.json").read_text())
+    versus = card["training"]["validation_int8"]
+    assert versus["new"]["score"] <= versus["shipped"]["score"]
+    forced = run_train_cli("export", *common, "--ship", str(target), "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert (target / "facecast_int8.tflite").read_bytes() == (smoke_run / "facecast_int8.tflite").read_bytes()
+
+
+def test_ship_decision_needs_a_higher_validation_score() -> None:
+    from training.export import ship_decision
+
+    assert ship_decision({"emotion": 0.6, "gender": 0.9, "score": 0.75}, None) is None
+    assert ship_decision({"emotion": 0.6, "gender": 0.92, "score": 0.76}, {"score": 0.75}) is None
+    why = ship_decision(
+        {"emotion": 0.6, "gender": 0.9, "score": 0.75}, {"emotion": 0.6, "gender": 0.9, "score": 0.75}
+    )
+    assert why is not None and "score 0.7500 vs 0.7500" in why
+
+
 def test_cli_produces_contract_model_and_card(smoke_run: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 

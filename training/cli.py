@@ -29,7 +29,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
         )
-        sp.add_argument("--ship", type=Path, help="also copy model + card to this folder (e.g. models/)")
+        sp.add_argument(
+            "--ship",
+            type=Path,
+            help="also copy model + card to this folder (e.g. models/), if the model beats the one "
+            "there on validation",
+        )
+        sp.add_argument("--force", action="store_true", help="with --ship: ship even if it does not")
     ev = sub.add_parser("evaluate", help="evaluate a .tflite model on the test sets")
     ev.add_argument("model", type=Path)
     ev.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
@@ -79,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("train", "all"):
         run_train(cfg)
     if args.command in ("export", "all"):
-        run_export(cfg, ship_dir=args.ship)
+        run_export(cfg, ship_dir=args.ship, force=args.force)
     return 0
 
 

@@ -29,7 +29,7 @@ from agent.model_contract import (
 from training.card import CARD_FILE, write_card_markdown
 from training.config import TrainConfig
 from training.data import to_input_size
-from training.datasets import load_fer2013_folder, load_utkface
+from training.datasets import Samples, load_fer2013_folder, load_utkface
 from training.errors import ExportError
 from training.evaluate import TFLiteModel, load_test_sets, score
 from training.model import build_model
@@ -217,15 +217,12 @@ def choose(scores: dict[Candidate, float]) -> Candidate:
 
 
 def validation_scores(
-    model: keras.Model, cfg: TrainConfig
+    model: keras.Model, cfg: TrainConfig, val: Samples
 ) -> tuple[
     dict[Candidate, dict[str, float]], dict[Candidate, npt.NDArray[np.float32]], npt.NDArray[np.int64]
 ]:
     """Validation accuracy per head for each candidate (to choose zoom and mirror averaging), and
     each candidate's gender probabilities with their labels (to balance the sexes)."""
-    from training.data import build_training_data
-
-    val = build_training_data(cfg).val
     x = (val.images.astype(np.float32) / 255.0)[..., None]
     heads = (("emotion", val.emotion), ("gender", val.gender))
     has_sex = val.gender >= 0
@@ -249,6 +246,28 @@ def validation_scores(
             scores[cand][head] = float(hit.mean()) if sel.any() else 0.0
         genders[cand] = preds["gender"][has_sex]
     return scores, genders, val.gender[has_sex]
+
+
+def int8_validation(path: Path, val: Samples) -> dict[str, float]:
+    """An int8 file's accuracy per head on the run's validation split, and their mean (``score``:
+    what checkpoints are chosen by), through LiteRT as the agent runs it."""
+    emo_p, gen_p = TFLiteModel(path).predict(val.images.astype(np.float32) / 255.0)
+    out: dict[str, float] = {}
+    for head, labels, probs in (("emotion", val.emotion, emo_p), ("gender", val.gender, gen_p)):
+        sel = labels >= 0
+        if sel.any():
+            out[head] = round(float((probs[sel].argmax(1) == labels[sel]).mean()), 4)
+    out["score"] = round(float(np.mean(list(out.values()))), 4)
+    return out
+
+
+def ship_decision(new: dict[str, float], shipped: dict[str, float] | None) -> str | None:
+    """Why the new model must not replace the shipped one, or None when it may: it has to beat the
+    shipped file's validation score on the same validation split (test sets never decide)."""
+    if shipped is None or new["score"] > shipped["score"]:
+        return None
+    figures = ", ".join(f"{k} {new.get(k, 0):.4f} vs {v:.4f}" for k, v in shipped.items())
+    return f"the new model does not beat the shipped one on validation ({figures})"
 
 
 def _keras_predictor(model: keras.Model):  # type: ignore[no-untyped-def]
@@ -291,12 +310,17 @@ def _headline(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
+def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None, *, force: bool = False) -> Path:
+    """Export, evaluate and card the run's best checkpoint; with ``ship_dir``, copy it there only if
+    it beats the model already in ``ship_dir`` on validation (or ``force``)."""
+    from training.data import build_training_data
+
     out = cfg.output_dir
     spec = spec_from_config(cfg)
     model = build_model(spec)
     load_weights_checked(model, out / BEST_WEIGHTS)
-    val_scores, val_gender, val_sex = validation_scores(model, cfg)
+    val = build_training_data(cfg).val
+    val_scores, val_gender, val_sex = validation_scores(model, cfg, val)
     totals = {c: v["emotion"] + v["gender"] for c, v in val_scores.items()}
     chosen = choose(totals)
     log.info(
@@ -323,6 +347,11 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
     tflite_path.write_bytes(convert_int8(model, rep))
     int8 = TFLiteModel(tflite_path, input_size=cfg.input_size)  # the contract's checks, as the agent's
     log.info("int8 model %s: %d bytes", tflite_path, tflite_path.stat().st_size)
+    shipped_path = None if ship_dir is None else ship_dir / tflite_path.name
+    versus = {"new": int8_validation(tflite_path, val)}
+    if shipped_path is not None and shipped_path.is_file():
+        versus["shipped"] = int8_validation(shipped_path, val)
+    log.info("int8 validation, this run against the shipped model: %s", versus)
 
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
@@ -396,6 +425,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
                 "validation_gain_points": round((totals[chosen] - next(iter(totals.values()))) * 50, 2),
             },
             "gender_balance": balance,
+            "validation_int8": versus,
         },
     )
     card_path = out / f"{MODEL_STEM}.json"
@@ -409,6 +439,13 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
         h_float["gender_accuracy"],
     )
     if ship_dir is not None:
+        refusal = ship_decision(versus["new"], versus.get("shipped"))
+        if refusal is not None and not force:
+            raise ExportError(
+                f"not shipped to {ship_dir}: {refusal}; the run's files are in {out} (--force ships)"
+            )
+        if refusal is not None:
+            log.warning("shipping anyway (--force): %s", refusal)
         ship_dir.mkdir(parents=True, exist_ok=True)
         for p in (tflite_path, card_path, out / CARD_FILE):
             shutil.copy2(p, ship_dir / p.name)

@@ -40,7 +40,7 @@ def run_train(cfg: TrainConfig) -> Path:
     return out / FLOAT_MODEL
 
 
-def run_export(cfg: TrainConfig, ship_dir: Path | None = None) -> Path:
+def run_export(cfg: TrainConfig, ship_dir: Path | None = None, *, force: bool = False) -> Path:
     from training.export import export_and_report
 
-    return export_and_report(cfg, ship_dir=ship_dir)
+    return export_and_report(cfg, ship_dir=ship_dir, force=force)
