@@ -24,10 +24,10 @@ tfenv.configure(onednn=True)
 import numpy as np  # noqa: E402
 
 from training.config import TrainConfig  # noqa: E402
-from training.data import LOOSE, TIGHT, TrainingData  # noqa: E402
 from training.datasets import Samples  # noqa: E402
 from training.model import ARCHITECTURES  # noqa: E402
 from training.train import compile_model, spec_from_config, train_dataset  # noqa: E402
+from training.training_data import LOOSE, TIGHT, TrainingData  # noqa: E402
 
 BASELINE = ("vgg-xs", "float32")
 # Images per epoch of the full recipe (FER2013 train less validation, UTKFace train): what a

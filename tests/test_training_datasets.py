@@ -233,7 +233,7 @@ def test_concat_brings_sources_to_one_size(root: Path) -> None:
 def test_your_own_folders_and_csv_train_through_the_config(root: Path, tmp_path: Path) -> None:
     """Every source of your own data, named in a config file by paths relative to it, and nothing else."""
     from training.config import load_config
-    from training.data import LOOSE, build_training_data
+    from training.training_data import LOOSE, build_training_data
 
     mine = tmp_path / "mine"
     for folder in ("emotions/happy", "emotions/sad", "genders/female", "genders/male"):

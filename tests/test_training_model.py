@@ -25,10 +25,10 @@ tf = pytest.importorskip("tensorflow", reason="the train extra is not installed"
 
 from training.augment import make_augmenter  # noqa: E402
 from training.config import AugmentConfig, FramingConfig, TrainConfig  # noqa: E402
-from training.data import TrainingData, class_weights  # noqa: E402
 from training.datasets import Samples  # noqa: E402
 from training.model import ARCHITECTURES, ModelSpec, build_model  # noqa: E402
 from training.train import compile_model, fit, masks  # noqa: E402
+from training.training_data import TrainingData, class_weights  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 

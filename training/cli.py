@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     cfg: TrainConfig = load_config(args.config, _overrides(args.set))
     configure(onednn=cfg.onednn)
-    from training.pipeline import run_export, run_train
+    from training.commands import run_export, run_train
 
     if args.command in ("train", "all"):
         run_train(cfg)

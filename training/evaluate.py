@@ -191,7 +191,7 @@ def load_test_sets(datasets: Path, size: int, limit: int | None = None) -> dict[
 
     With the FER+ map present, ``fer2013_test_ferplus`` holds the FER2013 test images that have a
     FER+ crowd label, labelled with it (see :func:`ferplus_test_set`)."""
-    from training.data import to_input_size
+    from training.training_data import to_input_size
 
     fer = to_input_size(load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=limit), size)
     utk = to_input_size(load_utkface(datasets / "utkface", "test", limit=limit), size)

@@ -28,12 +28,12 @@ from agent.model_contract import (
 )
 from training.card import CARD_FILE, write_card_markdown
 from training.config import TrainConfig
-from training.data import to_input_size
 from training.datasets import Samples, load_fer2013_folder, load_utkface
 from training.errors import ExportError
 from training.evaluate import TFLiteModel, load_test_sets, score
 from training.model import build_model
 from training.train import BEST_WEIGHTS, load_weights_checked, spec_from_config
+from training.training_data import to_input_size
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, float]:
 def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None, *, force: bool = False) -> Path:
     """Export, evaluate and card the run's best checkpoint; with ``ship_dir``, copy it there only if
     it beats the model already in ``ship_dir`` on validation (or ``force``)."""
-    from training.data import build_training_data
+    from training.training_data import build_training_data
 
     out = cfg.output_dir
     spec = spec_from_config(cfg)

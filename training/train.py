@@ -21,11 +21,11 @@ import tensorflow as tf
 from agent.model_contract import EMOTIONS, GENDERS
 from training.augment import make_augmenter
 from training.config import TrainConfig
-from training.data import TrainingData
 from training.datasets import onehot
 from training.errors import CheckpointMismatchError
 from training.model import ModelSpec, build_model
 from training.tfenv import resolve_precision
+from training.training_data import TrainingData
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ FLOAT_MODEL = "model_float.keras"
 
 
 def run_train(cfg: TrainConfig) -> Path:
-    from training.data import build_training_data
     from training.train import fit, plot_history
+    from training.training_data import build_training_data
 
     data = build_training_data(cfg)
     result = fit(cfg, data)
