@@ -134,10 +134,11 @@ def run_agent(
         ),
         hooks,
     )
+    reporter = None
     if config.events.stats_interval_s > 0:
         from agent.stats import StatsReporter
 
-        pipeline.hooks.on_frame.append(StatsReporter(pipeline, pub, config.events.stats_interval_s))
+        reporter = StatsReporter(pipeline, pub, config.events.stats_interval_s)
     from agent.extensions import attach_extensions
 
     extensions = attach_extensions(config, pipeline, pub)
@@ -146,6 +147,8 @@ def run_agent(
         pipeline.hooks.heartbeat.append(notifier.heartbeat)
     pub.start()
     extensions.start()
+    if reporter is not None:
+        reporter.start()
     notifier.ready()
     try:
         with stop_on_signals(pipeline.stop):
@@ -154,4 +157,6 @@ def run_agent(
         notifier.stopping()
         parts.source.close()
         extensions.close()
+        if reporter is not None:
+            reporter.stop(final=True)  # after the last event: the run's closing counts
         pub.close(timeout=CLOSE_TIMEOUT_S)
