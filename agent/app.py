@@ -130,6 +130,8 @@ def run_agent(
             max_width=config.source.max_width,
             publish_empty=config.events.publish_empty,
             subtopic=config.events.subtopic,
+            publish_frames=config.privacy.mode != "aggregate",
+            gender=config.privacy.gender,
             max_frames=max_frames,
         ),
         hooks,
@@ -138,7 +140,9 @@ def run_agent(
     if config.events.stats_interval_s > 0:
         from agent.stats import StatsReporter
 
-        reporter = StatsReporter(pipeline, pub, config.events.stats_interval_s)
+        reporter = StatsReporter(
+            pipeline, pub, config.events.stats_interval_s, count_faces=config.privacy.mode != "aggregate"
+        )
     from agent.extensions import attach_extensions
 
     extensions = attach_extensions(config, pipeline, pub)

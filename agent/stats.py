@@ -45,8 +45,12 @@ class StatsReporter:
         *,
         subtopic: str = "stats",
         clock: Callable[[], float] = time.monotonic,
+        count_faces: bool = True,
     ) -> None:
+        """``count_faces=False`` (``privacy.mode: aggregate``): ``faces`` is null, since its growth
+        from one message to the next would count the faces of each interval, small groups included."""
         self._pipeline = pipeline
+        self._count_faces = count_faces
         self._publisher = publisher
         self._interval = interval_s
         self._subtopic = subtopic
@@ -125,7 +129,7 @@ class StatsReporter:
             "processed": p.stats.processed,
             "dropped": int(source.get("dropped", 0)),
             "corrupt": p.stats.corrupt,
-            "faces": p.stats.faces,
+            "faces": p.stats.faces if self._count_faces else None,
             "events": p.stats.events,
             "buffer_depth": int(publisher.get("buffered", 0)),
             "mqtt_reconnects": int(publisher.get("reconnects", 0)),

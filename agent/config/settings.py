@@ -172,6 +172,21 @@ class HomeAssistantConfig(_Section):
         check_topic_part(self, "status_topic", strip=False, root=True)
 
 
+class PrivacyConfig(_Section):
+    """What leaves the device (README "Privacy"): never pixels; per person or only counts; gender or not."""
+
+    mode: Literal["events", "aggregate"] = "events"
+    """``events``: frame events, per-person track events and presence, counts. ``aggregate``: only
+    the per-interval counts of ``summary`` (every ``tracking.summary_interval_s``), each withheld
+    below ``min_group_size``: nothing says what one person looked like or when they came and went."""
+    gender: bool = True
+    """``false``: no gender in any message (frames, tracks, presence, summaries), in Home Assistant or
+    on the dashboard; the model still runs its gender head, whose output is dropped on the device."""
+    min_group_size: int = setting(default=3, ge=2)
+    """``aggregate``: a count below this (zero included, so a missing count tells nothing) is sent
+    as null: a window with one angry person reads like a window with none."""
+
+
 class DashboardConfig(_Section):
     """``facecast dashboard``: a local page fed by the broker (Server-Sent Events)."""
 
@@ -192,6 +207,7 @@ class AgentConfig(_Section):
     tracking: TrackingConfig = setting(default_factory=TrackingConfig)
     homeassistant: HomeAssistantConfig = setting(default_factory=HomeAssistantConfig)
     dashboard: DashboardConfig = setting(default_factory=DashboardConfig)
+    privacy: PrivacyConfig = setting(default_factory=PrivacyConfig)
     sink: Literal["mqtt", "stdout"] = "mqtt"
     mqtt: MqttConfig = setting(default_factory=MqttConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -212,6 +228,14 @@ class AgentConfig(_Section):
         if problem:
             raise SettingError(problem, field="device_id")
         self.state_dir = self.state_dir.expanduser()
+        if self.privacy.mode == "aggregate" and not (
+            self.tracking.enabled and self.tracking.summary_interval_s > 0
+        ):
+            raise SettingError(
+                "aggregate counts people per tracking.summary_interval_s: it needs tracking.enabled "
+                "and a summary_interval_s above 0",
+                field="privacy.mode",
+            )
         self._check_topic_lengths()
 
     def _check_topic_lengths(self) -> None:

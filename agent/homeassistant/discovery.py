@@ -68,6 +68,43 @@ def _sensor(node: str, key: str, name: str, state_topic: str, template: str, **e
     }
 
 
+DOMINANT_COUNT_TEMPLATE = (
+    "{% set ns = namespace(label=none, n=0) %}"
+    "{% for label, n in value_json.emotion.items() %}"
+    "{% if n is not none and n > ns.n %}{% set ns.label = label %}{% set ns.n = n %}{% endif %}"
+    "{% endfor %}{{ ns.label }}"
+)
+"""The emotion most people of the last interval showed, among the counts that were not withheld."""
+
+
+def _people_sensors(config: AgentConfig, node: str) -> dict[str, Any]:
+    """``privacy.mode: aggregate``: sensors on the per-interval ``summary`` (null counts read as
+    unknown), since presence, the per-person state, stays on the device."""
+    summary = config.mqtt.topic(config.device_id, config.tracking.summary_subtopic)
+    return {
+        "people": _sensor(
+            node,
+            "people",
+            "People (last interval)",
+            summary,
+            "{{ value_json.people }}",
+            state_class="measurement",
+            icon="mdi:account-group",
+            json_attributes_topic=summary,
+        ),
+        "emotion": _sensor(
+            node,
+            "emotion",
+            "Most common emotion (last interval)",
+            summary,
+            DOMINANT_COUNT_TEMPLATE,
+            device_class="enum",
+            options=list(EMOTIONS),
+            icon="mdi:emoticon-outline",
+        ),
+    }
+
+
 def discovery_payload(config: AgentConfig, model_version: str | None = None) -> dict[str, Any]:
     """The retained discovery config for this agent (see the module docstring)."""
     mqtt = config.mqtt
@@ -83,19 +120,10 @@ def discovery_payload(config: AgentConfig, model_version: str | None = None) -> 
         "mdl": "facecast edge agent",
         "sw": sw if model_version is None else f"{sw} (model {model_version})",
     }
-    return {
-        "dev": device,
-        "o": {"name": "facecast", "sw": sw, "url": "https://github.com/facecast/facecast"},
-        "availability": [
-            {
-                "topic": mqtt.topic(dev_id, "status"),
-                "payload_available": "online",
-                "payload_not_available": "offline",
-                "value_template": AVAILABILITY_TEMPLATE,
-            }
-        ],
-        "qos": 1,
-        "cmps": {
+    cmps = (
+        _people_sensors(config, node)
+        if config.privacy.mode == "aggregate"
+        else {
             "faces": _sensor(
                 node,
                 "faces",
@@ -125,6 +153,12 @@ def discovery_payload(config: AgentConfig, model_version: str | None = None) -> 
                 options=list(GENDERS),
                 icon="mdi:account",
             ),
+        }
+    )
+    if not config.privacy.gender:
+        cmps.pop("gender", None)
+    cmps.update(
+        {
             "fps": _sensor(
                 node,
                 "fps",
@@ -147,7 +181,21 @@ def discovery_payload(config: AgentConfig, model_version: str | None = None) -> 
                 entity_category="diagnostic",
                 icon="mdi:tray-full",
             ),
-        },
+        }
+    )
+    return {
+        "dev": device,
+        "o": {"name": "facecast", "sw": sw, "url": "https://github.com/facecast/facecast"},
+        "availability": [
+            {
+                "topic": mqtt.topic(dev_id, "status"),
+                "payload_available": "online",
+                "payload_not_available": "offline",
+                "value_template": AVAILABILITY_TEMPLATE,
+            }
+        ],
+        "qos": 1,
+        "cmps": cmps,
     }
 
 

@@ -61,7 +61,7 @@ function renderPresence(d) {
     emo.style.color = COLORS[t.emotion.label] || "inherit";
     const rest = document.createElement("span");
     rest.className = "gender";
-    rest.textContent = ` ${t.gender.label} · #${t.id}`;
+    rest.textContent = t.gender ? ` ${t.gender.label} · #${t.id}` : ` #${t.id}`;
     li.append(emo, rest);
     list.append(li);
   }
@@ -84,7 +84,8 @@ function renderEvent(d) {
   if (!e || !e.track) return;
   const t = e.track;
   el(".last-event", d.el).textContent =
-    `last: ${e.type} #${t.id} ${t.emotion.label} (mostly ${t.emotion.dominant}), ${t.gender.label}, ${t.frames} frames`;
+    `last: ${e.type} #${t.id} ${t.emotion.label} (mostly ${t.emotion.dominant})` +
+    `${t.gender ? ", " + t.gender.label : ""}, ${t.frames} frames`;
 }
 
 function drawTimeline(d) {
