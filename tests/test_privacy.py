@@ -87,8 +87,8 @@ def test_gender_off_leaves_no_gender_in_any_message(mosquitto, tmp_path, model_p
         for payload in got[base + kind]:
             check.validate(payload)
     assert any(f["emotion"]["label"] in EMOTIONS for e in got[base + "frames"] for f in e["faces"])
-    (config,) = [p for t, ps in got.items() if t.startswith("homeassistant/") for p in ps]
-    assert "gender" not in config["cmps"] and "faces" in config["cmps"]
+    configs = {t.split("/")[3]: ps[-1] for t, ps in got.items() if t.startswith("homeassistant/") and ps[-1]}
+    assert "gender" not in configs and "faces" in configs and "person" in configs
 
 
 def summary_of(got: dict[str, list[Any]], device: str) -> dict[str, Any]:
@@ -127,8 +127,8 @@ def test_aggregate_sends_only_counts_and_withholds_small_groups(mosquitto, tmp_p
         validator("stats").validate(stats)
         assert stats["faces"] is None and stats["events"] == 0
     assert all(s["faces"] == PHOTOS for s in got["facecast/full/stats"][-1:])
-    config = got["homeassistant/device/facecast_agg/config"][-1]
-    state_topics = {c["state_topic"] for c in config["cmps"].values()}
+    configs = [ps[-1] for t, ps in got.items() if t.startswith("homeassistant/") and "facecast_agg" in t]
+    state_topics = {c["state_topic"] for c in configs if c}
     assert state_topics == {"facecast/agg/summary", "facecast/agg/stats"}, state_topics
 
 

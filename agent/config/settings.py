@@ -161,6 +161,10 @@ class HomeAssistantConfig(_Section):
     """Home Assistant MQTT discovery (one device, a few sensors). Needs the mqtt sink."""
 
     enabled: bool = True
+    discovery: Literal["auto", "device", "entities"] = "auto"
+    """``entities``: one config per entity, read by Home Assistant 2023.8 and later. ``device``: one
+    config for the whole device, Home Assistant 2024.11 and later only. ``auto``: ``entities``, the
+    form every Home Assistant in use reads (an MQTT client cannot learn Home Assistant's version)."""
     discovery_prefix: str = "homeassistant"
     status_topic: str = "homeassistant/status"
     """Home Assistant's birth topic: discovery is sent again when it says ``online``."""
@@ -255,10 +259,10 @@ class AgentConfig(_Section):
                     f"MQTT allows at most {MAX_TOPIC_BYTES}",
                     field=field,
                 )
-        # Home Assistant's discovery topic carries the device id too, reduced to ASCII as
-        # agent.homeassistant.discovery.node_id does.
+        # Home Assistant's discovery topics carry the device id too, reduced to ASCII as
+        # agent.homeassistant.discovery.node_id does; the longest is an entity's.
         node = "facecast_" + re.sub(r"[^a-zA-Z0-9_-]", "_", self.device_id)
-        size = len(f"{self.homeassistant.discovery_prefix}/device/{node}/config".encode())
+        size = len(f"{self.homeassistant.discovery_prefix}/binary_sensor/{node}/occupancy/config".encode())
         if self.homeassistant.enabled and size > MAX_TOPIC_BYTES:
             raise SettingError(
                 f"makes the discovery topic {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}",
