@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 STATS_SCHEMA = "facecast.stats/1"
 POLL_S = 0.5
 """How often the timer thread looks at the connection (to send right after a (re)connect)."""
+DRAIN_S = 1.0
+"""At most this long, on a clean stop, for the events in flight before the final stats; well inside
+the shutdown budget (systemd's 5 s) with the publisher's own flush after it."""
 
 
 class StatsReporter:
@@ -71,11 +74,20 @@ class StatsReporter:
         self._thread = threading.Thread(target=self._run, name="stats", daemon=True)
         self._thread.start()
 
-    def stop(self, *, final: bool = True) -> None:
-        """End the timer; with ``final``, publish the run's closing figures (see the module docstring)."""
+    def stop(self, *, final: bool = True, drain_s: float = DRAIN_S) -> None:
+        """End the timer; with ``final``, publish the run's closing figures (see the module docstring).
+
+        While connected, it first gives the publisher up to ``drain_s`` to deliver what it holds
+        (milliseconds, usually), so the last word on ``buffer_depth`` is what the stop left behind,
+        not the events of the last frames still on their way."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        deadline = time.monotonic() + drain_s
+        while final and time.monotonic() < deadline and self._connected():
+            if not self._publisher.stats().get("buffered"):
+                break
+            time.sleep(0.02)
         if final:
             try:
                 self.publish(final=True)
@@ -86,8 +98,8 @@ class StatsReporter:
         while not self._stop.is_set():
             try:
                 wait = self.tick(self._clock(), self._connected())
-            except Exception:  # a stats message is never worth the agent: log, try again next time
-                log.warning("stats: could not publish", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a stats message is never worth the agent
+                log.warning("stats: not published: %s", exc)  # e.g. a reader of stdout that went away
                 wait = POLL_S
             self._stop.wait(wait)
 
