@@ -212,7 +212,7 @@ def test_discovery_is_retained_resent_on_ha_birth_and_removable(mosquitto, tmp_p
         latest = wait_configs(sub, 7)
         found = entities_of(latest)
         assert len(found) == 7
-        assert latest[DEVICE_TOPIC] == ""  # the other form cleared
+        assert DEVICE_TOPIC not in latest  # nothing of the other form there, so nothing sent to it
         assert retained_configs(mosquitto.port) == {t: p for t, p in latest.items() if p}
         # The same ids every time: a restart must not create a second device in Home Assistant.
         assert HomeAssistantDiscovery(pub, config, model_version="2026.11.28").messages == discovery.messages
@@ -233,19 +233,27 @@ def test_discovery_is_retained_resent_on_ha_birth_and_removable(mosquitto, tmp_p
         sub.close()
 
 
-def test_switching_form_keeps_one_copy_of_each_entity(mosquitto, tmp_path):  # noqa: F811
-    """device -> entities -> device: each start clears what the other form left retained."""
+def test_switching_form_hands_the_entities_over(mosquitto, tmp_path):  # noqa: F811
+    """device -> entities -> device: each start finds what the other form left retained and hands it
+    over as Home Assistant documents (migrate_discovery on the old topic, the new configs, then the
+    old topic cleared), so one copy of each entity is left."""
     sub = Subscriber(mosquitto.port, ["homeassistant/#"])
     try:
-        for form in ("device", "entities", "device"):
+        for step, (form, leftovers) in enumerate((("device", 0), ("entities", 1), ("device", 7))):
             config = agent_config(mosquitto.port, tmp_path, homeassistant={"discovery": form})
             with MqttPublisher(config.mqtt, DEVICE, config.state_dir) as pub:
-                HomeAssistantDiscovery(pub, config).start()
-            live = set(retained_configs(mosquitto.port))
+                discovery = HomeAssistantDiscovery(pub, config)
+                discovery.start()
+                assert brokers.wait_for(lambda d=discovery, n=leftovers: len(d.handed_over) == n, 10), step
+            live = retained_configs(mosquitto.port)
             if form == "device":
-                assert live == {DEVICE_TOPIC}, live
+                assert set(live) == {DEVICE_TOPIC}, live
             else:
                 assert DEVICE_TOPIC not in live and len(live) == 7, live
+            for old in discovery.handed_over:
+                sent = sub.payloads(old)
+                # the hand-over, in Home Assistant's order: migrate, (new configs), clear
+                assert sent[-2:] == [b'{"migrate_discovery":true}', b""], (old, sent[-3:])
     finally:
         sub.close()
 

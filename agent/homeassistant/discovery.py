@@ -10,10 +10,14 @@
 * ``auto`` (the default) is ``entities``: Home Assistant has no way to tell an MQTT client its
   version, and the per-entity form is the one every version in use understands.
 
-Both forms use the same unique ids, so switching from one to the other keeps the entities: at start
-the agent clears the retained configs of the form it does not use (an empty retained message removes
-what it held), and it removes entities the configuration no longer has (an empty config in the
-entities form, a component reduced to its platform in the device form).
+Both forms use the same unique ids, so switching from one to the other keeps the entities. At start
+the agent listens on the other form's topics; a retained config there (an earlier run used that
+form) is handed over the way Home Assistant documents it: ``{"migrate_discovery": true}`` on the old
+topic, the new form's configs, then an empty retained message on the old topic. Only then: an
+empty message on a topic Home Assistant 2025 knows through the other form makes it log a
+"conflicting discovery message" for every entity, so nothing is cleared blindly. Entities the
+configuration no longer has are removed (an empty config in the entities form, a component reduced
+to its platform in the device form).
 
 Availability is the agent's own status topic. It carries ``online``/``offline``/``stopped``; Home
 Assistant only knows available/not available, so a value template folds ``stopped`` (and anything
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from agent import __version__
@@ -142,7 +147,7 @@ def messages(config: AgentConfig, model_version: str | None = None) -> dict[str,
 
 
 def other_form_topics(config: AgentConfig) -> list[str]:
-    """The retained topics of the form not in use, cleared at start (a switch keeps no duplicates)."""
+    """The topics of the form not in use, where a switch of form finds what to hand over."""
     if discovery_form(config) == "device":
         return [entity_topic(config, platform, key) for key, platform in all_entities().items()]
     return [discovery_topic(config)]
@@ -157,12 +162,27 @@ class HomeAssistantDiscovery:
         self.form = discovery_form(config)
         self.messages = messages(config, model_version)
         self.sent = 0
+        self.handed_over: list[str] = []
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        for topic in other_form_topics(self._config):
-            self._client.publish_topic(topic, "", qos=1, retain=True)
         self.publish()
         self._client.subscribe(self._config.homeassistant.status_topic, self._on_ha_status)
+        for topic in other_form_topics(self._config):
+            self._client.subscribe(topic, self._on_other_form)
+
+    def _on_other_form(self, topic: str, payload: bytes) -> None:
+        """A retained config of the form not in use: hand its entities over (module docstring)."""
+        if not payload.strip() or b"migrate_discovery" in payload:
+            return  # nothing there, or our own hand-over message coming back
+        with self._lock:
+            if topic in self.handed_over:
+                return
+            self.handed_over.append(topic)
+        log.info("Home Assistant: moving the entities of %s to the %s form", topic, self.form)
+        self._client.publish_topic(topic, {"migrate_discovery": True}, qos=1)
+        self.publish()
+        self._client.publish_topic(topic, "", qos=1, retain=True)
 
     def publish(self) -> None:
         for topic, payload in self.messages.items():
@@ -173,9 +193,10 @@ class HomeAssistantDiscovery:
 
     def unregister(self) -> None:
         """Remove the device from Home Assistant: an empty retained config on every topic either
-        form may have used."""
-        topics = [discovery_topic(self._config)]
-        topics += [entity_topic(self._config, p, key) for key, p in all_entities().items()]
+        form may have used, the device form's last (by then Home Assistant has removed the
+        entities, so it has nothing of the other form to complain about)."""
+        topics = [entity_topic(self._config, p, key) for key, p in all_entities().items()]
+        topics.append(discovery_topic(self._config))
         for topic in topics:
             self._client.publish_topic(topic, "", qos=1, retain=True)
         log.info("Home Assistant discovery removed (%d topics cleared)", len(topics))
