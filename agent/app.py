@@ -151,9 +151,9 @@ def run_agent(
         pipeline.hooks.heartbeat.append(notifier.heartbeat)
     pub.start()
     extensions.start()
-    if reporter is not None:
-        reporter.start()
     notifier.ready()
+    if reporter is not None:
+        reporter.start()  # after READY=1: nothing is published before systemd hears the agent is up
     try:
         with stop_on_signals(pipeline.stop):
             return pipeline.run()

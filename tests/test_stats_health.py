@@ -59,8 +59,9 @@ def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):  # noq
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     stats = [r["payload"] for r in records if r["topic"] == "facecast/st/stats"]
     assert stats, "no stats in a ~1 s run with a 0.25 s interval"
+    # the final one may follow the last periodic one by less than a frame: the rates are in the others
+    assert any(s["fps"] > 0 and s["fps_processed"] > 0 for s in stats[:-1]), stats
     s = stats[-1]
-    assert s["fps"] > 0 and s["fps_processed"] > 0
     assert s["dropped"] == 0 and s["buffer_depth"] == 0 and s["mqtt_reconnects"] == 0
     assert s["detector"].startswith("blazeface") and s["classifier"] == model_path.name
     assert s["model_version"] == json.loads(model_path.with_suffix(".json").read_text())["version"]
