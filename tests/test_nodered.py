@@ -71,7 +71,8 @@ def test_the_example_flow_gets_every_message_in_a_real_node_red(mosquitto, tmp_p
         proc = run_cli("run", "--source", "demo", "--max-frames", "60", "--device-id", DEVICE,
                        "--model", str(model_path), "--state-dir", str(tmp_path / "state"),
                        "--mqtt-port", str(mosquitto.port),
-                       env={"FACECAST_TRACKING__UPDATE_INTERVAL_S": "0.5",  # updates, which the flow skips
+                       env={"FACECAST_SOURCE__DEMO_FPS": "30",  # 2 s: a few updates, which the flow skips
+                            "FACECAST_TRACKING__UPDATE_INTERVAL_S": "0.5",
                             "FACECAST_TRACKING__SUMMARY_INTERVAL_S": "1",
                             "FACECAST_EVENTS__STATS_INTERVAL_S": "0.5"})  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
