@@ -148,14 +148,19 @@ def _run(
             max_width=config.source.max_width,
             publish_empty=config.events.publish_empty,
             subtopic=config.events.subtopic,
+            publish_frames=config.privacy.mode != "aggregate",
+            gender=config.privacy.gender,
             max_frames=max_frames,
         ),
         hooks,
     )
+    reporter = None
     if config.events.stats_interval_s > 0:
         from agent.stats import StatsReporter
 
-        pipeline.hooks.on_frame.append(StatsReporter(pipeline, pub, config.events.stats_interval_s))
+        reporter = StatsReporter(
+            pipeline, pub, config.events.stats_interval_s, count_faces=config.privacy.mode != "aggregate"
+        )
     from agent.extensions import attach_extensions
 
     extensions = attach_extensions(config, pipeline, pub)
@@ -166,6 +171,8 @@ def _run(
     try:
         extensions.start()
         notifier.ready()
+        if reporter is not None:
+            reporter.start()  # after READY=1: nothing is published before systemd hears the agent is up
         with stop_on_signals(pipeline.stop):
             return pipeline.run()
     finally:
@@ -174,6 +181,9 @@ def _run(
         _shutdown_step("notifying systemd", notifier.stopping)
         _shutdown_step("closing the source", parts.source.close)
         _shutdown_step("closing the extensions", extensions.close)
+        if reporter is not None:
+            # after the last event: the run's closing counts
+            _shutdown_step("sending the final stats", lambda: reporter.stop(final=True))
         pub.close(timeout=CLOSE_TIMEOUT_S)
 
 

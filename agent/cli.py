@@ -36,29 +36,131 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def config_default(dotted: str) -> Any:
+    """The config model's default for ``dotted`` (``"mqtt.port"``), for the help text: the flags
+    themselves default to None (not given, so the file and the environment keep their say)."""
+    import dataclasses
+
+    from agent.config import AgentConfig
+
+    cls: Any = AgentConfig
+    default: Any = None
+    for name in dotted.split("."):
+        field = {f.name: f for f in dataclasses.fields(cls)}[name]
+        missing = field.default is dataclasses.MISSING
+        default = field.default_factory() if missing else field.default  # type: ignore[operator]
+        cls = type(default)
+    return default
+
+
+def _default(dotted: str) -> str:
+    value = config_default(dotted)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML or TOML config file")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML or TOML config file (default: none, built-in defaults)",
+    )
     p.add_argument(
         "--source",
-        help="camera index, /dev/videoN, rtsp:// or http(s):// URL, video file, "
-        "image folder, picamera2, demo",
+        metavar="SOURCE",
+        help="camera index, /dev/videoN, rtsp:// or http(s):// URL, video file, image folder, image, "
+        f"picamera2, demo (default: {_default('source.uri')}, the first camera)",
     )
-    p.add_argument("--device-id")
-    p.add_argument("--state-dir", type=Path)
-    p.add_argument("--model", type=Path, help="emotion/gender .tflite (its .json card beside it)")
-    # No argparse choices: the config names a removed detector (haar) in its own one-line error.
-    p.add_argument("--detector", metavar="blazeface", help="face detector (blazeface is the only one)")
-    p.add_argument("--max-width", type=int, help="scale frames to this width before detection (0 = never)")
     p.add_argument(
-        "--max-fps", type=float, help="live sources: at most N frames a second, the newest (0 = no cap)"
+        "--device-id",
+        metavar="ID",
+        help="this agent's name in every topic (default: the host name); letters, digits, - and _",
     )
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the event buffer and sequence numbers live (default: $STATE_DIRECTORY under "
+        "systemd, else $XDG_STATE_HOME/facecast or ~/.local/state/facecast)",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="FILE",
+        help="emotion/gender .tflite, its .json card beside it (default: the shipped "
+        "models/facecast_int8.tflite)",
+    )
+    # No argparse choices: the config names a removed detector (haar) in its own one-line error.
+    p.add_argument(
+        "--detector",
+        metavar="blazeface",
+        help=f"face detector, blazeface is the only one (default: {_default('detector.name')})",
+    )
+    p.add_argument(
+        "--max-width",
+        type=int,
+        metavar="PX",
+        help="scale frames to this width before detection, 0 = never "
+        f"(default: {_default('source.max_width')})",
+    )
+    p.add_argument(
+        "--max-fps",
+        type=float,
+        metavar="N",
+        help="live sources: at most N frames a second, the newest; 0 = no cap "
+        f"(default: {_default('source.max_fps')})",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help=f"what goes to stderr (default: {_default('log_level')})",
+    )
+
+
+def _mqtt_connection(p: argparse.ArgumentParser) -> None:
+    """The broker and how to reach it: shared by every command that talks to one."""
+    p.add_argument("--mqtt-host", metavar="HOST", help=f"MQTT broker host (default: {_default('mqtt.host')})")
+    p.add_argument(
+        "--mqtt-port", type=int, metavar="PORT", help=f"MQTT broker port (default: {_default('mqtt.port')})"
+    )
+    p.add_argument("--mqtt-username", metavar="NAME", help="MQTT user name (default: none, anonymous)")
+    p.add_argument(
+        "--mqtt-password-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the MQTT password; a password is never a flag, which `ps` would show "
+        "(default: none; under systemd, $CREDENTIALS_DIRECTORY/mqtt_password wins)",
+    )
+    p.add_argument(
+        "--mqtt-tls",
+        action=argparse.BooleanOptionalAction,
+        help=f"TLS to the broker (default: {_default('mqtt.tls.enabled')}; --mqtt-ca turns it on)",
+    )
+    p.add_argument(
+        "--mqtt-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA certificate file that signed the broker's certificate; implies --mqtt-tls "
+        "(default: none, the system's CAs)",
+    )
+    p.add_argument(
+        "--topic-prefix",
+        metavar="PREFIX",
+        help="first level of every topic, <prefix>/<device_id>/... "
+        f"(default: {_default('mqtt.topic_prefix')})",
+    )
 
 
 def _mqtt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mqtt-host")
-    p.add_argument("--mqtt-port", type=int)
-    p.add_argument("--sink", choices=["mqtt", "stdout"])
+    _mqtt_connection(p)
+    p.add_argument(
+        "--sink",
+        choices=["mqtt", "stdout"],
+        help=f"where events go; stdout = JSON lines (default: {_default('sink')})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,14 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent")
     _common(run)
     _mqtt(run)
-    run.add_argument("--max-frames", type=int, help="stop after N frames")
+    _homeassistant(run)
     run.add_argument(
-        "--publish-empty", action="store_true", default=None, help="also publish frames without faces"
+        "--max-frames",
+        type=int,
+        metavar="N",
+        help="stop after N frames (default: none, until the source ends or a signal)",
+    )
+    run.add_argument(
+        "--publish-empty",
+        action="store_true",
+        default=None,
+        help=f"also publish frames without faces (default: {_default('events.publish_empty')})",
     )
 
     demo = sub.add_parser("demo", help="run on a built-in clip, no camera or broker needed")
     _common(demo)
     _mqtt(demo)
+    _homeassistant(demo)
     demo.add_argument("--frames", type=int, help="length of the demo clip (default 300)")
     demo.add_argument(
         "--fps", type=float, help=f"pace of the demo clip (default {DEMO_FPS:g}; 0 = as fast as possible)"
@@ -86,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure latency, fps, memory and start-up on a source")
     _common(bench)
-    bench.add_argument("--max-frames", type=int)
+    bench.add_argument(
+        "--max-frames", type=int, metavar="N", help="stop after N frames (default: none, the whole source)"
+    )
     bench.add_argument(
         "--sink",
         choices=["null", "mqtt", "stdout"],
@@ -107,14 +221,49 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     from agent.cli_extensions import add_extension_commands
 
-    add_extension_commands(sub, common=_common, mqtt=_mqtt, parser_class=_Parser)
+    add_extension_commands(sub, common=_common, mqtt=_mqtt, connection=_mqtt_connection, parser_class=_Parser)
     return parser
+
+
+def _homeassistant(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--homeassistant",
+        action=argparse.BooleanOptionalAction,
+        help="announce the agent to Home Assistant (MQTT discovery) "
+        f"(default: {_default('homeassistant.enabled')})",
+    )
+
+
+FLAGS = {
+    "source.uri": "--source",
+    "device_id": "--device-id",
+    "state_dir": "--state-dir",
+    "model.path": "--model",
+    "detector.name": "--detector",
+    "source.max_width": "--max-width",
+    "source.max_fps": "--max-fps",
+    "log_level": "--log-level",
+    "mqtt.host": "--mqtt-host",
+    "mqtt.port": "--mqtt-port",
+    "mqtt.username": "--mqtt-username",
+    "mqtt.password_file": "--mqtt-password-file",
+    "mqtt.tls.enabled": "--mqtt-tls",
+    "mqtt.tls.ca_certs": "--mqtt-ca",
+    "mqtt.topic_prefix": "--topic-prefix",
+    "homeassistant.enabled": "--homeassistant",
+    "sink": "--sink",
+    "events.publish_empty": "--publish-empty",
+}
+"""Config key -> the flag that sets it, so a bad value's error names the flag."""
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags that were given, as dotted config keys (flags beat the file and the environment)."""
     ns = vars(args)
     sink = ns.get("sink")
+    tls = ns.get("mqtt_tls")
+    if tls is None and ns.get("mqtt_ca") is not None:
+        tls = True  # a CA is only for TLS; --no-mqtt-tls still says otherwise
     return {
         "source.uri": ns.get("source"),
         "device_id": ns.get("device_id"),
@@ -126,6 +275,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": ns.get("log_level"),
         "mqtt.host": ns.get("mqtt_host"),
         "mqtt.port": ns.get("mqtt_port"),
+        "mqtt.username": ns.get("mqtt_username"),
+        "mqtt.password_file": ns.get("mqtt_password_file"),
+        "mqtt.tls.enabled": tls,
+        "mqtt.tls.ca_certs": ns.get("mqtt_ca"),
+        "mqtt.topic_prefix": ns.get("topic_prefix"),
+        "homeassistant.enabled": ns.get("homeassistant"),
         "sink": sink if sink in ("mqtt", "stdout") else None,
         "events.publish_empty": ns.get("publish_empty"),
     }
@@ -200,7 +355,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.app import build_publisher, run_agent
     from agent.config import load_config
 
-    config = load_config(args.config, overrides=_overrides(args))
+    config = load_config(args.config, overrides=_overrides(args), flag_names=FLAGS)
     setup_logging(config.log_level)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be >= 1")
@@ -239,7 +394,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     overrides["source.demo_fps"] = args.fps
     # The demo's own defaults sit below the file and the environment, which still set them.
     defaults = {"source.demo_fps": DEMO_FPS, "state_dir": default_state_dir() / "demo"}
-    config = load_config(args.config, overrides=overrides, defaults=defaults)
+    config = load_config(args.config, overrides=overrides, defaults=defaults, flag_names=FLAGS)
     setup_logging(config.log_level if args.log_level else "WARNING")
     stats = run_demo(config, frames=config.source.demo_frames)
     sys.stdout.write(f"facecast demo: {stats.frames} frames, {stats.events} events, {stats.faces} faces\n")
@@ -253,7 +408,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if args.sink in ("mqtt", "stdout"):
         overrides["sink"] = args.sink
-    config = load_config(args.config, overrides=overrides)
+    config = load_config(args.config, overrides=overrides, flag_names=FLAGS)
     setup_logging(config.log_level if args.log_level else "WARNING")
     result = run_bench(config, max_frames=args.max_frames, sink=args.sink, detect_ahead=args.detect_ahead)
     if args.json:

@@ -19,8 +19,14 @@ ArgsAdder = Callable[[argparse.ArgumentParser], None]
 
 
 def add_extension_commands(
-    sub: Any, *, common: ArgsAdder, mqtt: ArgsAdder, parser_class: type[argparse.ArgumentParser]
+    sub: Any,
+    *,
+    common: ArgsAdder,
+    mqtt: ArgsAdder,
+    connection: ArgsAdder,
+    parser_class: type[argparse.ArgumentParser],
 ) -> None:
+    """``connection``: the broker flags alone (host, port, credentials, TLS, topic prefix)."""
     ha = sub.add_parser("ha", help="Home Assistant MQTT discovery tools")
     hsub = ha.add_subparsers(dest="ha_command", required=True, parser_class=parser_class)
     unregister = hsub.add_parser(
@@ -32,8 +38,7 @@ def add_extension_commands(
 
     dash = sub.add_parser("dashboard", help="serve a local live dashboard of the agents on a broker")
     dash.add_argument("--config", type=Path, help="YAML or TOML config (mqtt, dashboard)")
-    dash.add_argument("--mqtt-host")
-    dash.add_argument("--mqtt-port", type=int)
+    connection(dash)
     dash.add_argument("--port", type=int, help="HTTP port (default 8088; 0 = any free port)")
     dash.add_argument("--bind", help="address to listen on (default 127.0.0.1: this machine only)")
     dash.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
@@ -43,7 +48,7 @@ def add_extension_commands(
 def cmd_ha_unregister(args: argparse.Namespace) -> int:
     """Connects as the agent (so ``status`` shows ``online`` then ``stopped``), removes, flushes."""
     from agent.app import build_publisher, ensure_state_dir
-    from agent.cli import _overrides, setup_logging
+    from agent.cli import FLAGS, _overrides, setup_logging
     from agent.config import load_config
     from agent.errors import ConfigError
     from agent.homeassistant.discovery import HomeAssistantDiscovery, TopicClient
@@ -51,7 +56,7 @@ def cmd_ha_unregister(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     overrides["sink"] = "mqtt"
-    config = load_config(args.config, overrides=overrides)
+    config = load_config(args.config, overrides=overrides, flag_names=FLAGS)
     setup_logging(config.log_level)
     ensure_state_dir(config.state_dir)
     pub = build_publisher(config)
@@ -73,19 +78,16 @@ def cmd_ha_unregister(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from agent.app import stop_on_signals
-    from agent.cli import setup_logging
+    from agent.cli import FLAGS, _overrides, setup_logging
     from agent.config import load_config
     from agent.dashboard import DashboardServer, DashboardState
     from agent.dashboard.subscriber import DashboardSubscriber
 
-    overrides = {
-        "mqtt.host": args.mqtt_host,
-        "mqtt.port": args.mqtt_port,
-        "dashboard.port": args.port,
-        "dashboard.host": args.bind,
-        "log_level": args.log_level,
-    }
-    config = load_config(args.config, overrides=overrides)
+    overrides = {k: v for k, v in _overrides(args).items() if k.startswith("mqtt.") or k == "log_level"}
+    overrides["dashboard.port"] = args.port
+    overrides["dashboard.host"] = args.bind
+    flags = {**FLAGS, "dashboard.port": "--port", "dashboard.host": "--bind"}
+    config = load_config(args.config, overrides=overrides, flag_names=flags)
     setup_logging(config.log_level)
     state = DashboardState(timeline_s=config.dashboard.timeline_minutes * 60.0)
     server = DashboardServer(state, config.dashboard.host, config.dashboard.port)

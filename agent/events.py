@@ -131,20 +131,23 @@ class FaceResult:
     smoothed: SmoothedLabels | None = None
 
 
-def face_to_json(face: FaceResult) -> dict[str, Any]:
+def face_to_json(face: FaceResult, *, gender: bool = True) -> dict[str, Any]:
+    """``gender=False`` (``privacy.gender: false``) leaves the gender out altogether."""
     a = face.attributes
     out: dict[str, Any] = {
         "box": list(face.box),
         "score": round(face.score, 4),
         "emotion": {"label": a.emotion, "score": round(a.emotion_score, 4), "probs": dict(a.emotion_probs)},
-        "gender": {"label": a.gender, "score": round(a.gender_score, 4)},
     }
+    if gender:
+        out["gender"] = {"label": a.gender, "score": round(a.gender_score, 4)}
     if face.track_id is not None:
         out["track_id"] = face.track_id
     if face.smoothed is not None:
         s = face.smoothed
         out["emotion"]["smoothed"] = {"label": s.emotion, "score": round(s.emotion_score, 4)}
-        out["gender"]["smoothed"] = {"label": s.gender, "score": round(s.gender_score, 4)}
+        if gender:
+            out["gender"]["smoothed"] = {"label": s.gender, "score": round(s.gender_score, 4)}
     return out
 
 
@@ -160,6 +163,7 @@ def build_frame_event(
     faces: list[FaceResult],
     latency_ms: Mapping[str, float],
     file: str | None = None,
+    gender: bool = True,
 ) -> dict[str, Any]:
     """The event document (see ``schema/frame_event.schema.json``). No image data, by design."""
     frame: dict[str, Any] = {"index": frame_index, "width": width, "height": height}
@@ -173,5 +177,5 @@ def build_frame_event(
         "ts": iso_utc_ms(timestamp),
         "frame": frame,
         "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
-        "faces": [face_to_json(f) for f in faces],
+        "faces": [face_to_json(f, gender=gender) for f in faces],
     }

@@ -40,7 +40,11 @@ def attach_extensions(config: AgentConfig, pipeline: Pipeline, publisher: Publis
     ext = Extensions()
     if config.tracking.enabled:
         ext.tracking = TrackingHook(
-            config.tracking, publisher, device_id=config.device_id, boot_id=pipeline.seq.boot_id
+            config.tracking,
+            publisher,
+            device_id=config.device_id,
+            boot_id=pipeline.seq.boot_id,
+            privacy=config.privacy,
         )
         # First, so any caller-supplied on_faces hook already sees track ids and smoothed labels.
         pipeline.hooks.on_faces.insert(0, ext.tracking)

@@ -78,6 +78,10 @@ class PipelineOptions:
     max_width: int = 640
     publish_empty: bool = False
     subtopic: str = "frames"
+    publish_frames: bool = True
+    """False (``privacy.mode: aggregate``): no frame event is built or published; hooks still run."""
+    gender: bool = True
+    """False (``privacy.gender: false``): frame events carry no gender."""
     max_frames: int | None = None
     corrupt_log_every: int = 100
     prefetch: int = 2
@@ -516,7 +520,7 @@ class Pipeline:
         self.stats.processed += 1
         self.stats.faces += len(faces)
         event = None
-        if faces or self.options.publish_empty:
+        if self.options.publish_frames and (faces or self.options.publish_empty):
             lat["prev_publish"] = self._prev_publish_ms
             event = build_frame_event(
                 device_id=self.options.device_id,
@@ -529,6 +533,7 @@ class Pipeline:
                 faces=faces,
                 latency_ms=lat,
                 file=frame.file,
+                gender=self.options.gender,
             )
             start = time.perf_counter()
             self.publisher.publish(self.options.subtopic, event)

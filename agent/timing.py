@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -12,14 +13,19 @@ import numpy.typing as npt
 
 
 class LatencyRecorder:
-    """Keeps the last ``window`` samples per stage (bounded memory on a long-running device)."""
+    """Keeps the last ``window`` samples per stage (bounded memory on a long-running device).
+
+    Locked: the frame loop adds while the stats timer's thread summarises, and iterating a deque
+    that another thread appends to raises."""
 
     def __init__(self, window: int = 10_000) -> None:
         self._window = window
         self._samples: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
     def add(self, stage: str, ms: float) -> None:
-        self._samples.setdefault(stage, deque(maxlen=self._window)).append(ms)
+        with self._lock:
+            self._samples.setdefault(stage, deque(maxlen=self._window)).append(ms)
 
     @contextmanager
     def measure(self, stage: str, into: dict[str, float] | None = None) -> Iterator[None]:
@@ -34,18 +40,22 @@ class LatencyRecorder:
                 into[stage] = ms
 
     def stages(self) -> list[str]:
-        return list(self._samples)
+        with self._lock:
+            return list(self._samples)
 
     def samples(self, stage: str) -> list[float]:
-        return list(self._samples.get(stage, ()))
+        with self._lock:
+            return list(self._samples.get(stage, ()))
 
     def summary(self) -> dict[str, dict[str, float]]:
         """``{stage: {"n", "mean", "median", "p95"}}`` in milliseconds."""
+        with self._lock:
+            copies = {stage: list(values) for stage, values in self._samples.items()}
         out: dict[str, dict[str, float]] = {}
-        for stage, values in self._samples.items():
+        for stage, values in copies.items():
             if not values:
                 continue
-            arr = np.sort(np.fromiter(values, dtype=np.float64))
+            arr = np.sort(np.asarray(values, dtype=np.float64))
             out[stage] = {
                 "n": float(arr.size),
                 "mean": float(arr.mean()),

@@ -64,9 +64,10 @@ def test_run_on_each_clip_emits_schema_valid_json_lines(name, model_path, tmp_pa
     previous, frames = -1, 0
     for line in lines:
         record = json.loads(line)  # every stdout line is one JSON document
-        assert record["topic"] in {f"facecast/t1/{t}" for t in ("frames", "events", "presence", "summary")}
+        kinds = ("frames", "events", "presence", "summary", "stats")
+        assert record["topic"] in {f"facecast/t1/{t}" for t in kinds}
         if record["topic"] != "facecast/t1/frames":
-            continue  # the tracker's per-person topics (tests/test_tracking.py)
+            continue  # the tracker's per-person topics (tests/test_tracking.py), the stats
         frames += 1
         event = record["payload"]
         validator.validate(event)
@@ -116,7 +117,8 @@ def test_sigterm_stops_cleanly_within_5_seconds(model_path, tmp_path):
         cwd=str(REPO),
     )
     try:
-        first = proc.stdout.readline()  # wait for the first event: the loop is running
+        # wait for the first frame event: the loop is running (the stats at start come before it)
+        first = next(line for line in proc.stdout if json.loads(line)["topic"].endswith("/frames"))
         assert json.loads(first)["payload"]["seq"] >= 0
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)

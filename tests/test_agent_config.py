@@ -31,7 +31,7 @@ def test_unknown_key_is_named(tmp_path):
     path = write(tmp_path, "mqtt:\n  hots: broker.local\n")
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
-    assert str(err.value) == "config error: mqtt.hots: unknown key"
+    assert str(err.value) == "config error: mqtt.hots: unknown key (did you mean 'host'?)"
 
 
 def test_unknown_top_level_section(tmp_path):
@@ -58,14 +58,15 @@ def test_removed_haar_detector_is_one_clear_line_from_file_env_and_flag(tmp_path
         load_config(None, environ={"FACECAST_DETECTOR__NAME": "haar"})
     proc = run_cli("run", "--detector", "haar", "--source", "demo", "--sink", "stdout")
     assert proc.returncode == 2
-    assert assert_one_line_error(proc) == f"facecast: error: config error: detector.name: {HAAR_REMOVED}"
+    line = assert_one_line_error(proc)
+    assert line == f"facecast: error: config error: detector.name (from --detector): {HAAR_REMOVED}"
 
 
 def test_cli_config_check_unknown_key_exits_2_with_one_line(tmp_path):
     proc = run_cli("config", "check", str(write(tmp_path, "mqtt:\n  hots: x\n")))
     assert proc.returncode == 2
     line = assert_one_line_error(proc, "mqtt.hots", "unknown key")
-    assert line == "facecast: error: config error: mqtt.hots: unknown key"
+    assert line == "facecast: error: config error: mqtt.hots: unknown key (did you mean 'host'?)"
 
 
 def test_cli_run_with_bad_type_exits_2(tmp_path):
@@ -98,8 +99,11 @@ def test_env_can_set_nested_and_typed_values():
 
 
 def test_env_typo_inside_a_section_is_rejected():
-    with pytest.raises(ConfigError, match=r"mqtt\.hots: unknown key"):
+    with pytest.raises(ConfigError) as err:
         load_config(None, environ={"FACECAST_MQTT__HOTS": "x"})
+    assert str(err.value) == (
+        "config error: mqtt.hots (from FACECAST_MQTT__HOTS): unknown key (did you mean FACECAST_MQTT__HOST?)"
+    )
 
 
 def test_unrelated_facecast_variables_are_ignored():

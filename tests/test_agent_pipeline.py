@@ -6,6 +6,7 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -23,6 +24,8 @@ try:
     from tests.agent_support import astronaut_bgr, clip, model_path
 except ImportError:
     from agent_support import astronaut_bgr, clip, model_path  # type: ignore[no-redef]  # noqa: F401
+
+STATS_SCHEMA = Path(__file__).resolve().parents[1] / "agent" / "schema" / "stats.schema.json"
 
 
 class ListSource:
@@ -194,27 +197,43 @@ def test_stop_while_a_live_camera_has_vanished(stages, tmp_path):
     assert source.stats()["failures"] == 1
 
 
-def test_stats_reporter_publishes_counters(stages, tmp_path):
+def test_stats_reporter_publishes_on_its_own_schedule(stages, tmp_path):
+    """At the first look (a stdout sink is always "connected"), then every interval whatever the
+    frames do, and a final one with the closing counts."""
     from agent.stats import StatsReporter
 
     source = ListSource([astronaut_bgr(), None, astronaut_bgr(), astronaut_bgr()])
     pipeline, out = make(stages, source, tmp_path)
-    ticks = iter(range(100))
-    reporter = StatsReporter(pipeline, pipeline.publisher, interval_s=2, clock=lambda: float(next(ticks)))
-    pipeline.hooks.on_frame.append(reporter)
+    now = [0.0]
+    reporter = StatsReporter(pipeline, pipeline.publisher, interval_s=2, clock=lambda: now[0])
+    assert reporter.tick(0.0, connected=True) == pytest.approx(0.5)  # sent at once; due again at 2
+    assert reporter.tick(0.1, connected=True) == pytest.approx(0.5)  # nothing due: look again later
     pipeline.run()
+    assert reporter.tick(1.9, connected=True) == pytest.approx(0.1)
+    reporter.tick(2.0, connected=True)  # due, frames or not
+    reporter.tick(2.5, connected=False)  # lost the broker: nothing
+    reporter.tick(2.6, connected=True)  # back: at once, not at 4.0
+    now[0] = 3.0
+    reporter.stop(final=True)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     stats = [rec["payload"] for rec in lines if rec["topic"].endswith("/stats")]
     frames = [rec for rec in lines if rec["topic"].endswith("/frames")]
     assert len(frames) == 3
-    assert len(stats) == 1  # clock: start 0, frames at 1, 2 (-> publish), 3; the corrupt one has no hook call
-    (s,) = stats
-    assert s["schema"] == "facecast.stats/1" and s["device_id"] == "test-dev"
-    assert s["frames"] == 3 and s["corrupt"] == 1 and s["events"] == 2
-    assert s["source"] == {"read": 4}
-    assert s["publisher"]["sink"] == "stdout"
-    assert s["fps"] == pytest.approx(3 / 2)
-    assert {"detect", "classify"} <= set(s["latency_ms"])
+    assert [s["uptime_s"] for s in stats] == [0.0, 2.0, 2.6, 3.0]
+    assert [s["final"] for s in stats] == [False, False, False, True]
+    first, second, *_, last = stats
+    assert first["schema"] == "facecast.stats/1" and first["device_id"] == "test-dev"
+    assert first["frames"] == 0 and first["fps"] == 0
+    # four frames read, one of them corrupt: three processed, each with a face event
+    assert second["frames"] == 4 and second["processed"] == 3 and second["corrupt"] == 1
+    assert second["events"] == 3 and second["source"] == {"read": 4}
+    assert second["publisher"]["sink"] == "stdout"
+    assert second["fps"] == pytest.approx(4 / 2) and second["fps_processed"] == pytest.approx(3 / 2)
+    assert {"detect", "classify"} <= set(second["latency_ms"])
+    assert last["frames"] == 4 and last["fps"] == 0 and last["publisher"]["connected"] is False
+    validator = jsonschema.Draft202012Validator(json.loads(STATS_SCHEMA.read_text()))
+    for s in stats:
+        validator.validate(s)
 
 
 def test_a_failing_file_source_ends_the_run_with_its_error(stages, tmp_path):

@@ -64,14 +64,14 @@ def test_every_problem_is_reported_with_its_dotted_location():
             {"cuont": 1, "count": -1, "on": "maybe", "inner": {"level": "mid", "ratio": 0, "x": 1}}
         )
     assert err.value.errors == [
-        (("cuont",), "unknown key"),
+        (("cuont",), "unknown key (did you mean 'count'?)"),
         (("count",), "must be >= 0, got -1"),
         (("on",), "must be true or false, got 'maybe'"),
         (("inner", "x"), "unknown key"),
         (("inner", "level"), "must be one of 'low', 'high', got 'mid'"),
         (("inner", "ratio"), "must be > 0, got 0"),
     ]
-    assert str(err.value).startswith("cuont: unknown key; count: must be >= 0")
+    assert str(err.value).startswith("cuont: unknown key (did you mean 'count'?); count: must be >= 0")
 
 
 def test_wrong_types_are_named_not_guessed():
@@ -114,7 +114,7 @@ def test_agent_config_errors_stay_one_line_and_name_the_key(tmp_path):
     message = str(err.value)
     assert "\n" not in message
     assert message == (
-        "config error: model.flip_tta: must be true or false, got 'nope'; "
+        "config error: model.flip_tta (from FACECAST_MODEL__FLIP_TTA): must be true or false, got 'nope'; "
         "mqtt.port: must be <= 65535, got 70000; mqtt.tls.keyfile: keyfile is set but certfile is not; "
         "log_level: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', got 'LOUD'"
     )

@@ -208,6 +208,7 @@ def test_abstract_socket_ready_then_stopping_at_the_end_of_a_run(notify_dir: Pat
         try:
             h.pump(120, drain=True, until="STOPPING=1", paced=False)
             assert proc.wait(timeout=30) == 0, log_tail(notify_dir)
+            h.pump(10, drain=True, paced=False)  # the lines written before STOPPING=1 but not read yet
             ready, stopping = h.seen.times("READY=1"), h.seen.times("STOPPING=1")
             assert ready and stopping, h.seen.messages
             assert ready[0] <= stopping[0]

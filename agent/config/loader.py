@@ -7,6 +7,7 @@ pace), the YAML/TOML file, ``FACECAST_<SECTION>__<KEY>`` environment variables, 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from agent.config.settings import AgentConfig
-from agent.config.validation import ValidationError
+from agent.config.validation import Location, ValidationError
 from agent.errors import ConfigError
 
 ENV_PREFIX = "FACECAST_"
@@ -31,9 +32,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     try:
         data = tomllib.loads(text) if Path(path).suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from exc
+    except tomllib.TOMLDecodeError as exc:  # its message already ends "(at line L, column C)"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config file {path} is not valid: {first}") from exc
+        raise ConfigError(f"config file {path} is not valid TOML: {first}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -41,22 +44,50 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``FACECAST_MQTT__HOST=x`` -> ``{"mqtt": {"host": "x"}}``.
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line with the place: PyYAML's own text spreads it over several lines, with a caret, and
+    the first of them (all a one-line error used to keep) says what but not where."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        first = str(exc).strip().splitlines()
+        return first[0] if first else type(exc).__name__
+    mark = exc.problem_mark
+    line = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    ctx = exc.context_mark
+    if exc.context and ctx is not None and (ctx.line, ctx.column) != (mark.line, mark.column):
+        line += f" ({exc.context} at line {ctx.line + 1}, column {ctx.column + 1})"
+    return line
 
-    Only variables whose first part names a config field are read, so unrelated ``FACECAST_*``
-    variables (e.g. ``FACECAST_DATASETS`` for tests) are not mistaken for settings.
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``FACECAST_MQTT__HOST=x`` -> ``{"mqtt": {"host": "x"}}``."""
+    out: dict[str, Any] = {}
+    for parts, (_name, value) in env_settings(environ).items():
+        set_dotted(out, list(parts), value)
+    return out
+
+
+def env_settings(environ: Mapping[str, str]) -> dict[Location, tuple[str, str]]:
+    """The settings variables: config location -> (variable name, value).
+
+    Read: variables whose first part names a config field, and any with ``__`` (only a setting
+    has a section), so ``FACECAST_TRACKIN__MIN_HITS`` is an unknown key, not silently nothing.
+    Other ``FACECAST_*`` variables (e.g. ``FACECAST_DATASETS`` for tests) are not settings.
     """
     top = AgentConfig.field_names()
-    out: dict[str, Any] = {}
+    out: dict[Location, tuple[str, str]] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
-        if parts[0] not in top or not all(parts):
+        parts = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split("__"))
+        if (parts[0] not in top and len(parts) == 1) or not all(parts):
             continue
-        set_dotted(out, parts, value)
+        out[parts] = (name, value)
     return out
+
+
+def env_name(location: Location) -> str:
+    """The variable that sets ``location``: ``("mqtt", "host")`` -> ``FACECAST_MQTT__HOST``."""
+    return ENV_PREFIX + "__".join(location).upper()
 
 
 def set_dotted(tree: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -96,19 +127,48 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> AgentConfig:
     """Build the effective configuration. ``overrides`` maps dotted keys (``"mqtt.host"``) to the
     values of command-line flags that were given (None values are ignored); ``defaults`` uses the
-    same form for a command's own defaults, which the file and the environment still override."""
+    same form for a command's own defaults, which the file and the environment still override.
+    ``flag_names`` (dotted key -> ``--flag``) lets an error name the flag that set a bad value."""
     data = _dotted_tree(defaults)
     if path is not None:
         data = deep_merge(data, read_config_file(path))
+    env = env_settings(os.environ if environ is None else environ)
     data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
     data = deep_merge(data, _dotted_tree(overrides))
+    # Where each value a user may have to fix came from, when not the file: the variable or flag.
+    origins: dict[Location, str] = {parts: name for parts, (name, _v) in env.items()}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            origins[tuple(dotted.split("."))] = (flag_names or {}).get(dotted, "the command line")
     try:
         return AgentConfig.from_mapping(data)
     except ValidationError as exc:  # one line naming each bad key, e.g. ``mqtt.hots: unknown key``
-        raise ConfigError(f"config error: {exc}") from exc
+        problems = "; ".join(_located(loc, msg, origins) for loc, msg in exc.errors)
+        raise ConfigError(f"config error: {problems}") from exc
+
+
+def _located(loc: Location, msg: str, origins: Mapping[Location, str]) -> str:
+    """``mqtt.hots: unknown key``, naming the variable or flag when one of them set the value (a
+    typo in ``FACECAST_MQTT__HOTS`` is searched for in the environment, not in the file)."""
+    where = ".".join(loc) or "(root)"
+    # the value itself, a section holding it, or (an unknown section) a value inside it
+    path = next((loc[:n] for n in range(len(loc), 0, -1) if loc[:n] in origins), None)
+    if path is None:
+        path = next((p for p in origins if p[: len(loc)] == loc), None)
+    if path is None:
+        return f"{where}: {msg}"
+    origin = origins[path]
+    if origin.startswith(ENV_PREFIX):
+        # the suggestion in the form the user writes it: a variable name, not a key
+        tail = path[len(loc) :]
+        msg = re.sub(
+            r"did you mean '([^']+)'", lambda m: f"did you mean {env_name((*loc[:-1], m[1], *tail))}", msg
+        )
+    return f"{where} (from {origin}): {msg}"
 
 
 def masked_dump(config: AgentConfig) -> dict[str, Any]:

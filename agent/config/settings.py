@@ -161,6 +161,10 @@ class HomeAssistantConfig(_Section):
     """Home Assistant MQTT discovery (one device, a few sensors). Needs the mqtt sink."""
 
     enabled: bool = True
+    discovery: Literal["auto", "device", "entities"] = "auto"
+    """``entities``: one config per entity, read by Home Assistant 2023.8 and later. ``device``: one
+    config for the whole device, Home Assistant 2024.11 and later only. ``auto``: ``entities``, the
+    form every Home Assistant in use reads (an MQTT client cannot learn Home Assistant's version)."""
     discovery_prefix: str = "homeassistant"
     status_topic: str = "homeassistant/status"
     """Home Assistant's birth topic: discovery is sent again when it says ``online``."""
@@ -170,6 +174,21 @@ class HomeAssistantConfig(_Section):
     def check(self) -> None:
         check_topic_part(self, "discovery_prefix", root=True)
         check_topic_part(self, "status_topic", strip=False, root=True)
+
+
+class PrivacyConfig(_Section):
+    """What leaves the device (README "Privacy"): never pixels; per person or only counts; gender or not."""
+
+    mode: Literal["events", "aggregate"] = "events"
+    """``events``: frame events, per-person track events and presence, counts. ``aggregate``: only
+    the per-interval counts of ``summary`` (every ``tracking.summary_interval_s``), each withheld
+    below ``min_group_size``: nothing says what one person looked like or when they came and went."""
+    gender: bool = True
+    """``false``: no gender in any message (frames, tracks, presence, summaries), in Home Assistant or
+    on the dashboard; the model still runs its gender head, whose output is dropped on the device."""
+    min_group_size: int = setting(default=3, ge=2)
+    """``aggregate``: a count below this (zero included, so a missing count tells nothing) is sent
+    as null: a window with one angry person reads like a window with none."""
 
 
 class DashboardConfig(_Section):
@@ -192,6 +211,7 @@ class AgentConfig(_Section):
     tracking: TrackingConfig = setting(default_factory=TrackingConfig)
     homeassistant: HomeAssistantConfig = setting(default_factory=HomeAssistantConfig)
     dashboard: DashboardConfig = setting(default_factory=DashboardConfig)
+    privacy: PrivacyConfig = setting(default_factory=PrivacyConfig)
     sink: Literal["mqtt", "stdout"] = "mqtt"
     mqtt: MqttConfig = setting(default_factory=MqttConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -212,6 +232,14 @@ class AgentConfig(_Section):
         if problem:
             raise SettingError(problem, field="device_id")
         self.state_dir = self.state_dir.expanduser()
+        if self.privacy.mode == "aggregate" and not (
+            self.tracking.enabled and self.tracking.summary_interval_s > 0
+        ):
+            raise SettingError(
+                "aggregate counts people per tracking.summary_interval_s: it needs tracking.enabled "
+                "and a summary_interval_s above 0",
+                field="privacy.mode",
+            )
         self._check_topic_lengths()
 
     def _check_topic_lengths(self) -> None:
@@ -231,10 +259,10 @@ class AgentConfig(_Section):
                     f"MQTT allows at most {MAX_TOPIC_BYTES}",
                     field=field,
                 )
-        # Home Assistant's discovery topic carries the device id too, reduced to ASCII as
-        # agent.homeassistant.discovery.node_id does.
+        # Home Assistant's discovery topics carry the device id too, reduced to ASCII as
+        # agent.homeassistant.discovery.node_id does; the longest is an entity's.
         node = "facecast_" + re.sub(r"[^a-zA-Z0-9_-]", "_", self.device_id)
-        size = len(f"{self.homeassistant.discovery_prefix}/device/{node}/config".encode())
+        size = len(f"{self.homeassistant.discovery_prefix}/binary_sensor/{node}/occupancy/config".encode())
         if self.homeassistant.enabled and size > MAX_TOPIC_BYTES:
             raise SettingError(
                 f"makes the discovery topic {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}",

@@ -18,7 +18,7 @@ import dataclasses
 import operator
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, dataclass_transform, get_args, get_origin, get_type_hints
 
@@ -141,7 +141,7 @@ class Section:
         known = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls))}
         errors: list[tuple[Location, str]] = []
         if cls.extra_keys == "forbid":
-            errors += [((str(key),), "unknown key") for key in data if key not in known]
+            errors += [((str(key),), unknown_key(str(key), known)) for key in data if key not in known]
         missing = [
             name
             for name, f in known.items()
@@ -165,6 +165,14 @@ class Section:
         return {
             f.name: _dump(getattr(self, f.name), json) for f in dataclasses.fields(typing.cast(Any, self))
         }
+
+
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """``unknown key``, with the closest known key when one is close enough to be the typo."""
+    import difflib  # only when a key is wrong: nothing resident for a config that is right
+
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
 
 
 def _dump(value: Any, json: bool) -> Any:

@@ -11,6 +11,7 @@ import json
 import logging
 import queue
 import threading
+import types
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -20,13 +21,29 @@ from agent.dashboard.state import CLOSED, DashboardState
 
 log = logging.getLogger(__name__)
 
-STATIC = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/index.html": ("index.html", "text/html; charset=utf-8"),
-    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/style.css": ("style.css", "text/css; charset=utf-8"),
-}
+STATIC = types.MappingProxyType(
+    {
+        "/": ("index.html", "text/html; charset=utf-8"),
+        "/index.html": ("index.html", "text/html; charset=utf-8"),
+        "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+        "/style.css": ("style.css", "text/css; charset=utf-8"),
+        "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+        "/favicon.ico": ("favicon.svg", "image/svg+xml"),  # what browsers ask for unprompted
+    }
+)
 KEEPALIVE_S = 10.0
+SECURITY_HEADERS = (
+    # Only this server's own files: the page shows what cameras see (as labels); no script, style
+    # or connection from elsewhere may join it, and no other site may frame it.
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
+MAX_BODY = 4096
 
 
 def static_file(name: str) -> bytes:
@@ -53,11 +70,42 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
 
+    def do_POST(self) -> None:
+        """``/api/dismiss`` with ``{"device": id}``. JSON only: a cross-site form cannot send it,
+        and a cross-site script would need a CORS preflight this server never grants."""
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        if path != "/api/dismiss":
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
+            return
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            self._send(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "text/plain", b"application/json only\n")
+            return
+        if not 0 < length <= MAX_BODY:
+            self._send(HTTPStatus.BAD_REQUEST, "text/plain", b"body too large or empty\n")
+            return
+        try:
+            body = json.loads(self.rfile.read(length))
+        except ValueError:
+            body = None
+        device = body.get("device") if isinstance(body, dict) else None
+        if not isinstance(device, str):
+            self._send(HTTPStatus.BAD_REQUEST, "text/plain", b'expected {"device": "<id>"}\n')
+            return
+        found = self.server.state.dismiss(device)
+        self._send(HTTPStatus.OK if found else HTTPStatus.NOT_FOUND, "application/json",
+                   json.dumps({"dismissed": found}).encode())  # fmt: skip
+
+    def _headers(self) -> None:
+        for name, value in SECURITY_HEADERS:
+            self.send_header(name, value)
+        self.send_header("Cache-Control", "no-store")
+
     def _send(self, status: HTTPStatus, ctype: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        self._headers()
         self.end_headers()
         self.wfile.write(body)
 
@@ -66,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         q = state.attach()
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
+        self._headers()
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True

@@ -55,6 +55,13 @@ class DashboardSubscriber:
         self._state.set_broker(False)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        """Never raises: an exception here would end paho's network thread, and with it every
+        update, while the page still showed "broker connected"."""
         parts = msg.topic[len(self._prefix) + 1 :].split("/")
-        if len(parts) == 2:
+        if len(parts) != 2:
+            return
+        try:
             self._state.update(parts[0], parts[1], bytes(msg.payload))
+        except Exception as exc:  # a reader's bug: count it like a malformed message, keep going
+            log.warning("dashboard could not handle %s", msg.topic, exc_info=True)
+            self._state.skip(parts[0], parts[1], f"{type(exc).__name__}: {exc}")

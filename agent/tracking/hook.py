@@ -11,7 +11,7 @@ import logging
 import time
 
 from agent.comms.base import Publisher
-from agent.config.settings import TrackingConfig
+from agent.config.settings import PrivacyConfig, TrackingConfig
 from agent.events import FaceResult
 from agent.pipeline import FrameResult
 from agent.sources.base import Frame
@@ -26,7 +26,20 @@ log = logging.getLogger(__name__)
 class TrackingHook:
     """``self`` as ``on_faces``, :meth:`publish` as ``on_frame``; :meth:`close` after the loop."""
 
-    def __init__(self, config: TrackingConfig, publisher: Publisher, *, device_id: str, boot_id: str) -> None:
+    def __init__(
+        self,
+        config: TrackingConfig,
+        publisher: Publisher,
+        *,
+        device_id: str,
+        boot_id: str,
+        privacy: PrivacyConfig | None = None,
+    ) -> None:
+        """``privacy.mode: aggregate`` keeps the per-person messages (events, presence) on the device:
+        only the summary's counts go out, below ``min_group_size`` withheld."""
+        privacy = privacy or PrivacyConfig()
+        gender = privacy.gender
+        per_person = privacy.mode != "aggregate"
         self.tracker = FaceTracker(
             iou_threshold=config.iou_threshold,
             max_center_distance=config.max_center_distance,
@@ -34,21 +47,34 @@ class TrackingHook:
             min_hits=config.min_hits,
             ema_alpha=config.ema_alpha,
         )
-        self.events = TrackEventPublisher(
-            publisher,
-            device_id=device_id,
-            boot_id=boot_id,
-            subtopic=config.events_subtopic,
-            update_interval_s=config.update_interval_s,
-            update_min_gap_s=config.update_min_gap_s,
+        self.events = (
+            TrackEventPublisher(
+                publisher,
+                device_id=device_id,
+                boot_id=boot_id,
+                subtopic=config.events_subtopic,
+                update_interval_s=config.update_interval_s,
+                update_min_gap_s=config.update_min_gap_s,
+                gender=gender,
+            )
+            if per_person
+            else None
         )
-        self.presence = PresencePublisher(publisher, device_id=device_id, subtopic=config.presence_subtopic)
+        self.presence = (
+            PresencePublisher(
+                publisher, device_id=device_id, subtopic=config.presence_subtopic, gender=gender
+            )
+            if per_person
+            else None
+        )
         self.summary = (
             MinuteSummary(
                 publisher,
                 device_id=device_id,
                 interval_s=config.summary_interval_s,
                 subtopic=config.summary_subtopic,
+                gender=gender,
+                min_group_size=None if per_person else privacy.min_group_size,
             )
             if config.summary_interval_s > 0
             else None
@@ -70,8 +96,10 @@ class TrackingHook:
             return
         ts, step = self._pending
         self._pending = None
-        self.events.step(ts, step)
-        self.presence.update(ts, step.active)
+        if self.events is not None:
+            self.events.step(ts, step)
+        if self.presence is not None:
+            self.presence.update(ts, step.active)
         if self.summary is not None:
             self.summary.observe(ts, step)
 
@@ -83,8 +111,11 @@ class TrackingHook:
         self.publish()
         ts = max(self._last_ts, max((t.last_ts for t in self.tracker.tracks), default=0.0))
         for track in self.tracker.finish():
-            self.events.end(track, ts)
-        self.presence.update(ts, [])
+            if self.events is not None:
+                self.events.end(track, ts)
+        if self.presence is not None:
+            self.presence.update(ts, [])
         if self.summary is not None:
             self.summary.flush()
-        log.info("tracking: %s track events", self.events.counts)
+        if self.events is not None:
+            log.info("tracking: %s track events", self.events.counts)

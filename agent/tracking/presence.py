@@ -18,8 +18,13 @@ PRESENCE_SCHEMA = "facecast.presence/1"
 
 
 class PresencePublisher:
-    def __init__(self, publisher: Publisher, *, device_id: str, subtopic: str = "presence") -> None:
+    def __init__(
+        self, publisher: Publisher, *, device_id: str, subtopic: str = "presence", gender: bool = True
+    ) -> None:
+        """``gender=False`` (``privacy.gender: false``): no gender in the document, and a change of
+        gender alone sends nothing."""
         self._publisher = publisher
+        self._gender = gender
         self._device_id = device_id
         self._subtopic = subtopic
         self._last_key: tuple[tuple[int, str, str], ...] | None = None
@@ -29,7 +34,7 @@ class PresencePublisher:
     def update(self, ts: float, tracks: list[Track]) -> None:
         """Publish (retained) if the people in view or their smoothed labels differ from last time."""
         labels = [(t.id, t.smoothed) for t in sorted(tracks, key=lambda t: t.id)]
-        key = tuple((i, s.emotion, s.gender) for i, s in labels)
+        key = tuple((i, s.emotion, s.gender if self._gender else "") for i, s in labels)
         if key == self._last_key:
             return
         self._last_key = key
@@ -46,7 +51,7 @@ class PresencePublisher:
             # Most people share it; a tie goes to the more confident label.
             best = {t.smoothed.emotion: t.smoothed.emotion_score for t in tracks}
             dominant = max(counts, key=lambda e: (counts[e], best[e]))
-        return {
+        doc: dict[str, Any] = {
             "schema": PRESENCE_SCHEMA,
             "device_id": self._device_id,
             "ts": iso_utc_ms(ts),
@@ -63,3 +68,8 @@ class PresencePublisher:
                 for t in sorted(tracks, key=lambda t: t.id)
             ],
         }
+        if not self._gender:
+            del doc["last_gender"]
+            for track in doc["tracks"]:
+                del track["gender"]
+        return doc

@@ -33,9 +33,21 @@ class MinuteSummary:
     """Accumulates tracker steps; publishes a window when the first frame of the next one arrives."""
 
     def __init__(
-        self, publisher: Publisher, *, device_id: str, interval_s: float = 60.0, subtopic: str = "summary"
+        self,
+        publisher: Publisher,
+        *,
+        device_id: str,
+        interval_s: float = 60.0,
+        subtopic: str = "summary",
+        gender: bool = True,
+        min_group_size: int | None = None,
     ) -> None:
+        """``gender=False``: no gender counts. ``min_group_size`` (``privacy.mode: aggregate``):
+        every count of people below it, zero included, is sent as null, and the per-emotion face
+        sightings (one person in view for a minute makes hundreds) are left out."""
         self._publisher = publisher
+        self._gender = gender
+        self._k = min_group_size
         self._device_id = device_id
         self._interval = interval_s
         self._subtopic = subtopic
@@ -61,22 +73,31 @@ class MinuteSummary:
         w, self._window = self._window, None
         if w is None:
             return
-        self._publisher.publish(self._subtopic, self.document(w))
+        # Retained: Home Assistant (aggregate mode) and a dashboard opened later start from it.
+        self._publisher.publish(self._subtopic, self.document(w), retain=True)
         self.published += 1
 
     def document(self, w: _Window) -> dict[str, Any]:
         emotions = Counter(e for e, _ in w.people.values())
         genders = Counter(g for _, g in w.people.values())
         start = w.index * self._interval
-        return {
+        doc: dict[str, Any] = {
             "schema": SUMMARY_SCHEMA,
             "device_id": self._device_id,
             "start": iso_utc_ms(start),
             "end": iso_utc_ms(start + self._interval),
             "interval_s": self._interval,
             "frames": w.frames,
-            "people": len(w.people),
-            "emotion": {e: emotions.get(e, 0) for e in EMOTIONS},
-            "gender": {g: genders.get(g, 0) for g in GENDERS},
-            "face_frames": {e: w.face_frames.get(e, 0) for e in EMOTIONS},
+            "people": self._count(len(w.people)),
+            "emotion": {e: self._count(emotions.get(e, 0)) for e in EMOTIONS},
         }
+        if self._gender:
+            doc["gender"] = {g: self._count(genders.get(g, 0)) for g in GENDERS}
+        if self._k is None:
+            doc["face_frames"] = {e: w.face_frames.get(e, 0) for e in EMOTIONS}
+        else:
+            doc["min_group_size"] = self._k
+        return doc
+
+    def _count(self, n: int) -> int | None:
+        return None if self._k is not None and n < self._k else n

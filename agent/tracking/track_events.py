@@ -21,10 +21,11 @@ TRACK_SCHEMA = "facecast.track/1"
 EventType = Literal["new", "update", "end"]
 
 
-def track_document(track: Track, *, ended: bool = False) -> dict[str, Any]:
-    """The ``track`` object of an event (see ``schema/track_event.schema.json``)."""
+def track_document(track: Track, *, ended: bool = False, gender: bool = True) -> dict[str, Any]:
+    """The ``track`` object of an event (see ``schema/track_event.schema.json``); without a
+    ``gender`` key when ``gender`` is off (``privacy.gender: false``)."""
     s = track.smoothed
-    return {
+    doc = {
         "id": track.id,
         "start_ts": iso_utc_ms(track.start_ts),
         "last_ts": iso_utc_ms(track.last_ts),
@@ -40,6 +41,9 @@ def track_document(track: Track, *, ended: bool = False) -> dict[str, Any]:
         "gender": {"label": s.gender, "confidence": round(s.gender_score, 4)},
         "best_score": round(track.best_score, 4),
     }
+    if not gender:
+        del doc["gender"]
+    return doc
 
 
 @dataclass
@@ -61,8 +65,10 @@ class TrackEventPublisher:
         subtopic: str = "events",
         update_interval_s: float = 5.0,
         update_min_gap_s: float = 1.0,
+        gender: bool = True,
     ) -> None:
         self._publisher = publisher
+        self._gender = gender
         self._device_id = device_id
         self._boot_id = boot_id
         self._subtopic = subtopic
@@ -87,7 +93,9 @@ class TrackEventPublisher:
                 changed = True
                 continue
             s = track.smoothed
-            label_changed = (s.emotion, s.gender) != (sent.emotion, sent.gender)
+            # Without gender, its change is no reason to send: an update that shows no change
+            # would tell that the hidden label flipped.
+            label_changed = s.emotion != sent.emotion or (self._gender and s.gender != sent.gender)
             since = ts - sent.ts
             if (label_changed and since >= self._min_gap) or since >= self._interval:
                 self._emit("update", track, ts)
@@ -109,10 +117,10 @@ class TrackEventPublisher:
             "device_id": self._device_id,
             "boot_id": self._boot_id,
             "ts": iso_utc_ms(ts),
-            "track": track_document(track, ended=kind == "end"),
+            "track": track_document(track, ended=kind == "end", gender=self._gender),
         }
         self._publisher.publish(self._subtopic, payload)
         self.counts[kind] += 1
         if kind != "end":
             self._sent[track.id] = _Sent(ts=ts, emotion=s.emotion, gender=s.gender)
-        log.debug("track %d: %s (%s, %s)", track.id, kind, s.emotion, s.gender)
+        log.debug("track %d: %s (%s, %s)", track.id, kind, s.emotion, s.gender if self._gender else "-")
