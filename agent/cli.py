@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from agent import __version__
+from agent.cli_flags import FLAGS, flag_overrides
 from agent.errors import ConfigError, FacecastError
-from agent.log_redaction import RedactingFormatter, redact
+from agent.log_redaction import redact
+from agent.logging_setup import setup_logging
 from agent.memory import fix_mmap_threshold
 
 DEMO_FPS = 15.0  # the demo's pace: slow enough to read the events as they are printed
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run the agent")
+    run.set_defaults(handler=_cmd_run)
     _common(run)
     _mqtt(run)
     _homeassistant(run)
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = sub.add_parser("demo", help="run on a built-in clip, no camera or broker needed")
+    demo.set_defaults(handler=_cmd_demo)
     _common(demo)
     _mqtt(demo)
     _homeassistant(demo)
@@ -197,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     bench = sub.add_parser("bench", help="measure latency, fps, memory and start-up on a source")
+    bench.set_defaults(handler=_cmd_bench)
     _common(bench)
     bench.add_argument(
         "--max-frames", type=int, metavar="N", help="stop after N frames (default: none, the whole source)"
@@ -218,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
     check = csub.add_parser("check", help="validate FILE and print the effective config (secrets masked)")
+    check.set_defaults(handler=_cmd_config_check)
     check.add_argument("file", type=Path)
     from agent.cli_extensions import add_extension_commands
 
@@ -234,113 +239,8 @@ def _homeassistant(p: argparse.ArgumentParser) -> None:
     )
 
 
-FLAGS = {
-    "source.uri": "--source",
-    "device_id": "--device-id",
-    "state_dir": "--state-dir",
-    "model.path": "--model",
-    "detector.name": "--detector",
-    "source.max_width": "--max-width",
-    "source.max_fps": "--max-fps",
-    "log_level": "--log-level",
-    "mqtt.host": "--mqtt-host",
-    "mqtt.port": "--mqtt-port",
-    "mqtt.username": "--mqtt-username",
-    "mqtt.password_file": "--mqtt-password-file",
-    "mqtt.tls.enabled": "--mqtt-tls",
-    "mqtt.tls.ca_certs": "--mqtt-ca",
-    "mqtt.topic_prefix": "--topic-prefix",
-    "homeassistant.enabled": "--homeassistant",
-    "sink": "--sink",
-    "events.publish_empty": "--publish-empty",
-}
-"""Config key -> the flag that sets it, so a bad value's error names the flag."""
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags that were given, as dotted config keys (flags beat the file and the environment)."""
-    ns = vars(args)
-    sink = ns.get("sink")
-    tls = ns.get("mqtt_tls")
-    if tls is None and ns.get("mqtt_ca") is not None:
-        tls = True  # a CA is only for TLS; --no-mqtt-tls still says otherwise
-    return {
-        "source.uri": ns.get("source"),
-        "device_id": ns.get("device_id"),
-        "state_dir": ns.get("state_dir"),
-        "model.path": ns.get("model"),
-        "detector.name": ns.get("detector"),
-        "source.max_width": ns.get("max_width"),
-        "source.max_fps": ns.get("max_fps"),
-        "log_level": ns.get("log_level"),
-        "mqtt.host": ns.get("mqtt_host"),
-        "mqtt.port": ns.get("mqtt_port"),
-        "mqtt.username": ns.get("mqtt_username"),
-        "mqtt.password_file": ns.get("mqtt_password_file"),
-        "mqtt.tls.enabled": tls,
-        "mqtt.tls.ca_certs": ns.get("mqtt_ca"),
-        "mqtt.topic_prefix": ns.get("topic_prefix"),
-        "homeassistant.enabled": ns.get("homeassistant"),
-        "sink": sink if sink in ("mqtt", "stdout") else None,
-        "events.publish_empty": ns.get("publish_empty"),
-    }
-
-
-def setup_logging(level: str) -> None:
-    """All logging to stderr, credentials masked (:mod:`agent.log_redaction`); stdout kept for
-    what the command prints on purpose (:func:`reserve_stdout`)."""
-    reserve_stdout()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler], force=True)
-    quiet_opencv()
-
-
-def quiet_opencv() -> None:
-    """Silence OpenCV's own log, whatever ``--log-level`` says.
-
-    It prints a stream's URL with its password (``CAP_IMAGES: File does not exist:
-    http://user:pw@...`` at INFO, the URL it tries at DEBUG), its INFO lines go to stdout, and
-    at WARN it doubles our one-line errors (e.g. a missing V4L2 device). Our own messages name
-    the source, redacted.
-    """
-    import cv2
-
-    cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)
-    if cv_logging is not None:
-        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
-
-
-def reserve_stdout() -> None:
-    """Keep file descriptor 1 for what the agent writes on purpose (``--sink stdout`` events,
-    ``bench --json``), so its reader never meets a stray line.
-
-    Native libraries (OpenCV, FFmpeg, LiteRT, GStreamer) write to fd 1 directly, past Python's
-    logging. So ``sys.stdout`` moves to a duplicate of fd 1 and fd 1 itself is pointed at stderr:
-    whatever else writes there lands beside the log. Idempotent; a no-op when ``sys.stdout`` is
-    not a real file (e.g. captured by a test).
-    """
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
-        return
-    if fd != 1:
-        return  # already moved
-    try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        os.dup2(2, 1)
-    except OSError:
-        return  # no stderr to point fd 1 at: leave things as they are
-    raw = io.FileIO(saved, "w")
-    raw.name = "<stdout>"  # what the stdout sink's log line names, instead of a descriptor number
-    old = sys.stdout
-    sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(raw),
-        encoding=old.encoding,
-        errors=old.errors,
-        line_buffering=bool(old.line_buffering),
-    )
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -355,7 +255,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.app import build_publisher, run_agent
     from agent.config import load_config
 
-    config = load_config(args.config, overrides=_overrides(args), flag_names=FLAGS)
+    config = load_config(args.config, overrides=flag_overrides(args), flag_names=FLAGS)
     setup_logging(config.log_level)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be >= 1")
@@ -387,7 +287,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.config import default_state_dir, load_config
     from agent.demo import run_demo
 
-    overrides = _overrides(args)
+    overrides = flag_overrides(args)
     overrides.setdefault("source.uri", None)
     overrides["source.uri"] = overrides["source.uri"] or "demo"
     overrides["source.demo_frames"] = args.frames
@@ -405,7 +305,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from agent.bench import format_result, run_bench
     from agent.config import load_config
 
-    overrides = _overrides(args)
+    overrides = flag_overrides(args)
     if args.sink in ("mqtt", "stdout"):
         overrides["sink"] = args.sink
     config = load_config(args.config, overrides=overrides, flag_names=FLAGS)
@@ -419,7 +319,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 FRAME_COMMANDS = frozenset({"run", "demo", "bench"})
-COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "bench": _cmd_bench, "config": _cmd_config_check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -427,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in FRAME_COMMANDS:
         fix_mmap_threshold()
     try:
-        return COMMANDS.get(args.command, getattr(args, "handler", None))(args)  # type: ignore[misc]
+        handler: Callable[[argparse.Namespace], int] = args.handler  # every command sets one
+        return handler(args)
     except ConfigError as exc:
         sys.stderr.write(f"facecast: error: {redact(str(exc))}\n")
         return EXIT_USAGE

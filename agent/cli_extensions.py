@@ -1,7 +1,8 @@
 """Sub-commands of the layers above the frame loop: ``facecast ha unregister``, ``facecast dashboard``.
 
 Kept out of :mod:`agent.cli` so that file only learns one call (``add_extension_commands``); each
-command stores its handler in ``args.handler``.
+command stores its handler in ``args.handler``, as the built-in commands do. The flags and the
+logging set-up come from :mod:`agent.cli_flags` and :mod:`agent.logging_setup`, never from the CLI.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ def add_extension_commands(
 def cmd_ha_unregister(args: argparse.Namespace) -> int:
     """Connects as the agent (so ``status`` shows ``online`` then ``stopped``), removes, flushes."""
     from agent.app import build_publisher, ensure_state_dir
-    from agent.cli import FLAGS, _overrides, setup_logging
+    from agent.cli_flags import FLAGS, flag_overrides
     from agent.config import load_config
     from agent.errors import ConfigError
     from agent.homeassistant.discovery import HomeAssistantDiscovery, TopicClient
+    from agent.logging_setup import setup_logging
     from agent.state_dir import StateDirLock
 
-    overrides = _overrides(args)
+    overrides = flag_overrides(args)
     overrides["sink"] = "mqtt"
     config = load_config(args.config, overrides=overrides, flag_names=FLAGS)
     setup_logging(config.log_level)
@@ -78,12 +80,13 @@ def cmd_ha_unregister(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from agent.app import stop_on_signals
-    from agent.cli import FLAGS, _overrides, setup_logging
+    from agent.cli_flags import FLAGS, flag_overrides
     from agent.config import load_config
     from agent.dashboard import DashboardServer, DashboardState
     from agent.dashboard.subscriber import DashboardSubscriber
+    from agent.logging_setup import setup_logging
 
-    overrides = {k: v for k, v in _overrides(args).items() if k.startswith("mqtt.") or k == "log_level"}
+    overrides = {k: v for k, v in flag_overrides(args).items() if k.startswith("mqtt.") or k == "log_level"}
     overrides["dashboard.port"] = args.port
     overrides["dashboard.host"] = args.bind
     flags = {**FLAGS, "dashboard.port": "--port", "dashboard.host": "--bind"}
