@@ -10,7 +10,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the 3.10 test lane: facecast depends on tomli there
+    import tomli as tomllib
 
 try:
     from tests.agent_support import REPO, assert_one_line_error

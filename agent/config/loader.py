@@ -7,7 +7,7 @@ pace), the YAML/TOML file, ``FACECAST_<SECTION>__<KEY>`` environment variables, 
 from __future__ import annotations
 
 import os
-import tomllib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,11 @@ import yaml
 from agent.config.settings import AgentConfig
 from agent.config.validation import ValidationError
 from agent.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (JetPack 6): the same parser from PyPI (a dependency there)
+    import tomli as tomllib
 
 ENV_PREFIX = "FACECAST_"
 SECRET_KEYS = frozenset({"password", "secret", "token", "key_password"})
