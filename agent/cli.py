@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from agent import __version__
 from agent.errors import ConfigError, FacecastError
 from agent.memory import fix_mmap_threshold
+from agent.opencv import require_opencv
 
 DEMO_FPS = 15.0  # the demo's pace: slow enough to read the events as they are printed
 
@@ -37,7 +38,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         help="camera index, /dev/videoN, rtsp:// or http(s):// URL, video file, "
-        "image folder, picamera2, demo",
+        "image folder, picamera2, demo, gst:<pipeline ending in appsink>, csi:N (Jetson CSI camera)",
     )
     p.add_argument("--device-id")
     p.add_argument("--state-dir", type=Path)
@@ -210,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in FRAME_COMMANDS:
         fix_mmap_threshold()
     try:
+        if args.command in FRAME_COMMANDS:
+            require_opencv()  # a system cv2 under the wrong NumPy: one line, not NumPy's dozen
         return COMMANDS.get(args.command, getattr(args, "handler", None))(args)  # type: ignore[misc]
     except ConfigError as exc:
         sys.stderr.write(f"facecast: error: {exc}\n")
