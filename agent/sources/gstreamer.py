@@ -51,9 +51,10 @@ class CsiCamera:
 
 
 def csi_pipeline(camera: CsiCamera) -> str:
-    """The pipeline NVIDIA documents for OpenCV: Argus capture in NVMM memory, ``nvvidconv`` to
-    system memory as BGRx, ``videoconvert`` to BGR, and an appsink that keeps only the newest
-    buffer (the grabber thread keeps only the newest frame too)."""
+    """The usual form for OpenCV on a Jetson (NVIDIA's forum answers and samples use it): Argus
+    capture in NVMM memory, ``nvvidconv`` to system memory as BGRx (the VIC converts, not the CPU),
+    ``videoconvert`` to BGR, and an appsink that keeps only the newest buffer (the grabber thread
+    keeps only the newest frame too)."""
     return (
         f"nvarguscamerasrc sensor-id={camera.sensor_id} ! "
         f"video/x-raw(memory:NVMM),width={camera.width},height={camera.height},"
