@@ -22,6 +22,7 @@ from agent.errors import ConfigError, FacecastError
 from agent.log_redaction import redact
 from agent.logging_setup import setup_logging
 from agent.memory import fix_mmap_threshold
+from agent.opencv import require_opencv
 
 DEMO_FPS = 15.0  # the demo's pace: slow enough to read the events as they are printed
 
@@ -72,7 +73,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--source",
         metavar="SOURCE",
         help="camera index, /dev/videoN, rtsp:// or http(s):// URL, video file, image folder, image, "
-        f"picamera2, demo (default: {_default('source.uri')}, the first camera)",
+        "picamera2, demo, gst:<pipeline ending in appsink>, csi:N (Jetson CSI camera) "
+        f"(default: {_default('source.uri')}, the first camera)",
     )
     p.add_argument(
         "--device-id",
@@ -326,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in FRAME_COMMANDS:
         fix_mmap_threshold()
     try:
+        if args.command in FRAME_COMMANDS:
+            require_opencv()  # a system cv2 under the wrong NumPy: one line, not NumPy's dozen
         handler: Callable[[argparse.Namespace], int] = args.handler  # every command sets one
         return handler(args)
     except ConfigError as exc:

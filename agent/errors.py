@@ -30,3 +30,7 @@ class SourceError(FacecastError):
 
 class ConfigError(FacecastError):
     """The configuration file, environment or flags are invalid."""
+
+
+class OpenCVError(FacecastError):
+    """OpenCV (cv2) is missing or cannot load, e.g. a system OpenCV under a NumPy it was not built for."""

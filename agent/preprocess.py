@@ -51,7 +51,7 @@ def resize(gray: U8Image, height: int, width: int) -> U8Image:
 
 def scale_unit(gray: U8Image) -> F32Array:
     """uint8 [0, 255] -> float32 [0, 1], the float range the model card's input.range names."""
-    return gray.astype(np.float32) / np.float32(255.0)
+    return np.asarray(gray.astype(np.float32) / np.float32(255.0), dtype=np.float32)
 
 
 def face_to_input(image: npt.NDArray[np.uint8], height: int, width: int, *, bgr: bool = True) -> F32Array:
@@ -84,4 +84,4 @@ def quantize(x: F32Array, scale: float, zero_point: int) -> npt.NDArray[np.int8]
 
 
 def dequantize(q: npt.NDArray[np.integer], scale: float, zero_point: int) -> F32Array:
-    return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return np.asarray((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale), dtype=np.float32)

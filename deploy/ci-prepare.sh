@@ -5,7 +5,9 @@
 #   2. binfmt_misc mounted and qemu-aarch64 enabled: arm64 binaries run under emulation
 #   3. the controller tools (deploy/.venv: ansible, ansible-lint) and the facecast wheel
 #   4. the arm64 Debian bookworm root (Raspberry Pi OS Bookworm's base), debootstrapped once and
-#      cached as $FACECAST_TEST_CACHE/bookworm-arm64-<hash of the package list>.tar.zst
+#      cached as $FACECAST_TEST_CACHE/bookworm-arm64-<hash of the package list>.tar.zst, and the
+#      same for amd64 (the Jetson stand-in: the role's Jetson route is the same on any architecture,
+#      and run natively its apt install of python3-opencv takes a minute, not 12 under qemu)
 # Heavy steps run under nice/ionice ($FACECAST_NICE) so they do not slow other work on the box.
 set -euo pipefail
 # update-binfmts, debootstrap and chroot live in sbin, which a minimal non-login PATH leaves out.
@@ -16,8 +18,11 @@ nice_cmd=(${FACECAST_NICE:-nice -n 19 ionice -c3})
 # Keep in sync with tests/test_deploy_ansible.py (ROOT_PACKAGES): the key names the tarball.
 suite=bookworm
 packages="python3,python3-apt,systemd"
-key="$(printf '%s %s %s %s' "$suite" arm64 minbase "$packages" | sha256sum | cut -c1-16)"
-tarball="$cache/$suite-arm64-$key.tar.zst"
+tarball_for() {
+  local key
+  key="$(printf '%s %s %s %s' "$suite" "$1" minbase "$packages" | sha256sum | cut -c1-16)"
+  echo "$cache/$suite-$1-$key.tar.zst"
+}
 
 if [ "$(id -u)" != 0 ]; then
   echo "ci-prepare: needs root (apt-get, binfmt_misc, debootstrap)" >&2
@@ -51,19 +56,21 @@ fi
 
 "$here/deploy.sh" --prepare-only
 
-if [ ! -f "$tarball" ]; then
-  echo "ci-prepare: debootstrapping the arm64 $suite root (once; ~4 min)" >&2
+for arch in arm64 amd64; do
+  tarball="$(tarball_for "$arch")"
+  [ -f "$tarball" ] && continue
+  echo "ci-prepare: debootstrapping the $arch $suite root (once; arm64 under qemu ~4 min, amd64 ~1)" >&2
   mkdir -p "$cache"
-  work="$cache/build-$key"
+  work="$cache/build-$arch"
   rm -rf "$work"
   start=$(date +%s)
-  "${nice_cmd[@]}" debootstrap --arch=arm64 --variant=minbase --include="$packages" \
-    "$suite" "$work" "${FACECAST_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$cache/debootstrap-$key.log" 2>&1 \
-    || { tail -n 30 "$cache/debootstrap-$key.log" >&2; exit 1; }
+  "${nice_cmd[@]}" debootstrap --arch="$arch" --variant=minbase --include="$packages" \
+    "$suite" "$work" "${FACECAST_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$cache/debootstrap-$arch.log" 2>&1 \
+    || { tail -n 30 "$cache/debootstrap-$arch.log" >&2; exit 1; }
   rm -rf "$work"/var/cache/apt/archives/*.deb
   "${nice_cmd[@]}" tar --numeric-owner -C "$work" -cf - . | zstd -q -T0 -3 -o "$tarball.tmp"
   mv "$tarball.tmp" "$tarball"
   rm -rf "$work"
   echo "ci-prepare: root cached as $tarball after $(( $(date +%s) - start ))s" >&2
-fi
-echo "ci-prepare: ready ($tarball)" >&2
+done
+echo "ci-prepare: ready ($(tarball_for arm64), $(tarball_for amd64))" >&2

@@ -10,7 +10,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the 3.10 test lane: facecast depends on tomli there
+    import tomli as tomllib
 
 try:
     from tests.agent_support import REPO, assert_one_line_error
@@ -54,7 +58,17 @@ def test_demo_and_test_packages_live_in_their_own_extras():
 
 def test_ansible_role_installs_the_device_extra_only():
     tasks = (REPO / "deploy" / "roles" / "facecast" / "tasks" / "install.yml").read_text(encoding="utf-8")
-    assert re.findall(r"\[([a-z,]+)\]\"\s*$", tasks, flags=re.MULTILINE) == ["agent"]
+    assert re.findall(r"\[\{\{ (\w+) \}\}\]\"\s*$", tasks, flags=re.MULTILINE) == ["facecast_extra"]
+    # ... which is one of the two device extras, never demo, train or dev.
+    choice = re.search(r"facecast_extra: \"\{\{ '([\w-]+)' if [^']+ else '([\w-]+)' \}\}\"", tasks)
+    assert choice is not None and set(choice.groups()) == {"agent", "agent-syscv"}
+
+
+def test_system_opencv_extra_has_no_opencv_wheel_and_a_numpy_its_cv2_loads():
+    syscv = PYPROJECT["project"]["optional-dependencies"]["agent-syscv"]
+    assert not any(name.startswith("opencv") for name in _names(syscv))
+    assert _names(syscv) - {"numpy"} == _extra("agent") - {"opencv-python-headless"}
+    assert "numpy<2; python_version < '3.13'" in syscv
 
 
 def test_demo_picture_ships_in_the_package_and_needs_no_scikit_image():

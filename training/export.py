@@ -7,7 +7,7 @@ import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -381,7 +381,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None, *, force: 
     latency = int8.latency_ms(1000)
     summary_path = out / "train_summary.json"
     train_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     card = ModelCard(
         version=now.strftime("%Y.%m.%d"),
         created=now.isoformat(timespec="seconds"),

@@ -80,10 +80,19 @@ _ROOM_STEP = 64 * 1024
 """The room on a tight disk is rounded down to this, so the caps do not change on every append."""
 _MAX_EVICTIONS = 12
 """Eviction rounds per append (each evicts twice the rows of the last) before the event is dropped."""
-_FULL_CODES = frozenset({sqlite3.SQLITE_FULL})
+# SQLite's primary result codes (sqlite3.h). Python 3.11 names them in the sqlite3 module and
+# gives each error its code; Python 3.10 (JetPack 6) has neither, so the message stands in.
+SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 10, 11, 13, 26
+_MESSAGE_CODES = {
+    "disk i/o error": SQLITE_IOERR,
+    "database disk image is malformed": SQLITE_CORRUPT,
+    "database or disk is full": SQLITE_FULL,
+    "file is not a database": SQLITE_NOTADB,
+}
+_FULL_CODES = frozenset({SQLITE_FULL})
 _FULL_BELOW = 64 * 1024
 """Free bytes under which an SQLite I/O error is taken for a full disk."""
-_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_CORRUPT_CODES = frozenset({SQLITE_CORRUPT, SQLITE_NOTADB})
 
 
 class BufferOpenError(FacecastError):
@@ -127,8 +136,13 @@ class _Budget:
 
 
 def _code(exc: sqlite3.Error) -> int:
-    """The primary SQLite result code (extended codes carry it in the low byte)."""
-    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    """The primary SQLite result code (extended codes carry it in the low byte); before Python
+    3.11, read from SQLite's message, which names the primary code's meaning."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF
+    text = str(exc).lower()
+    return next((c for message, c in _MESSAGE_CODES.items() if message in text), 0)
 
 
 def _free_bytes(directory: Path) -> int | None:
@@ -146,7 +160,7 @@ def _is_full(exc: sqlite3.Error, directory: Path) -> bool:
     if code in _FULL_CODES:
         return True
     free = _free_bytes(directory)
-    return code == sqlite3.SQLITE_IOERR and free is not None and free < _FULL_BELOW
+    return code == SQLITE_IOERR and free is not None and free < _FULL_BELOW
 
 
 def _size(path: Path) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,11 @@ import yaml
 from agent.config.settings import AgentConfig
 from agent.config.validation import Location, ValidationError
 from agent.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (JetPack 6): the same parser from PyPI (a dependency there)
+    import tomli as tomllib
 
 ENV_PREFIX = "FACECAST_"
 SECRET_KEYS = frozenset({"password", "secret", "token", "key_password"})

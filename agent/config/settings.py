@@ -47,9 +47,21 @@ def default_state_dir() -> Path:
     return Path(base) / "facecast"
 
 
+class CsiConfig(_Section):
+    """A Jetson CSI camera (``source: {csi: {...}}``, or ``uri: csi:N`` for sensor N with this size
+    and rate). nvarguscamerasrc opens only a size and rate the sensor has a mode for; 1280x720 at
+    30 fps is one of the IMX219's and IMX477's (the Jetson dev kits' usual cameras)."""
+
+    sensor_id: int = setting(default=0, ge=0)
+    width: int = setting(default=1280, gt=0)
+    height: int = setting(default=720, gt=0)
+    fps: int = setting(default=30, gt=0)
+
+
 class SourceConfig(_Section):
     """Where frames come from. ``uri``: camera index, ``/dev/videoN``, URL, video file, folder,
-    ``picamera2`` or ``demo``. ``max_width`` scales frames down before detection (0 = never)."""
+    ``picamera2``, ``demo``, ``gst:<pipeline ending in appsink>`` or ``csi:N``. ``max_width`` scales
+    frames down before detection (0 = never)."""
 
     uri: str = "0"
     max_width: int = setting(default=640, ge=0)
@@ -65,6 +77,7 @@ class SourceConfig(_Section):
     """A folder source's images are frames of one scene (a video saved as files): track faces
     across them. By default each image is a scene of its own, with tracks and smoothed labels
     that never span two files (a folder of photos shows different people at the same place)."""
+    csi: CsiConfig = setting(default_factory=CsiConfig)
 
 
 #: Detectors facecast no longer has, and the one line a config naming one gets instead of "must be
@@ -221,6 +234,9 @@ class AgentConfig(_Section):
         if name == "source" and isinstance(value, str | int) and not isinstance(value, bool):
             # `source: /dev/video0` is the common case; the mapping form is for the rest.
             return {"uri": str(value)}
+        if name == "source" and isinstance(value, Mapping) and "csi" in value and "uri" not in value:
+            # `source: {csi: {...}}` alone means that camera (a uri from a flag or env still wins).
+            return {**value, "uri": "csi"}
         if name == "log_level" and isinstance(value, str):
             return value.upper()
         return value

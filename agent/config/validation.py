@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, dataclass_transform, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    from typing import Self, dataclass_transform
+else:  # JetPack 6's Python 3.10 (pyproject installs typing_extensions there)
+    from typing_extensions import Self, dataclass_transform
 
 Location = tuple[str, ...]
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})

@@ -76,7 +76,7 @@ def timestamp(value: Any, what: str) -> float:
     text = _text(value, what)
     assert text is not None
     try:
-        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)  # noqa: UP017
+        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
     except ValueError:
         raise MalformedError(f"{what} is {text!r:.40}, not an ISO timestamp") from None
     return parsed.timestamp()

@@ -47,7 +47,8 @@ MAX_BODY = 4096
 
 
 def static_file(name: str) -> bytes:
-    return resources.files("agent.dashboard").joinpath("static", name).read_bytes()
+    # One part per joinpath call: Python 3.10's Traversable takes only one.
+    return resources.files("agent.dashboard").joinpath("static").joinpath(name).read_bytes()
 
 
 class _Handler(BaseHTTPRequestHandler):

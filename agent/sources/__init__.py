@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 from agent.errors import SourceError
 from agent.sources.base import Frame, FrameSource
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
+# user:password@ after a scheme, anywhere: a stream URL, or one inside a gst: pipeline (location=...)
+_CREDENTIALS = re.compile(r"(?P<user>\b[a-z][a-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
-    """Drop the password from ``scheme://user:pass@host/...`` so logs and events never carry it."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """Drop the password from every ``scheme://user:pass@host/...`` in ``url`` (a stream URL or a
+    ``gst:`` pipeline that holds one) so logs and events never carry it."""
+    return _CREDENTIALS.sub(r"\g<user>:***@", url)
 
 
-def open_source(
+def open_source(  # noqa: PLR0911 - one return per kind of source
     spec: str,
     *,
     demo_frames: int = 300,
@@ -32,10 +31,12 @@ def open_source(
     max_fps: float = 0.0,
     max_width: int = 640,
     image_sequence: bool = False,
+    csi: Mapping[str, Any] | None = None,
 ) -> FrameSource:
     """``demo`` | ``picamera2`` | camera index or ``/dev/videoN`` | ``rtsp://``/``http(s)://`` URL |
-    a folder of images | an image file | a video file. Raises ``SourceError`` (one line) if it
-    cannot be opened, or (a file) if it holds no frame OpenCV can decode.
+    ``gst:<pipeline>`` | ``csi``/``csi:N`` (a Jetson CSI camera, ``csi`` its settings) | a folder
+    of images | an image file | a video file. Raises ``SourceError`` (one line) if it cannot be
+    opened, or (a file) if it holds no frame OpenCV can decode.
 
     ``max_fps`` > 0 caps how many frames a second a live source hands out; files and folders
     always give every frame. ``max_width`` (the detection width) lets still images decode reduced.
@@ -52,7 +53,10 @@ def open_source(
         from agent.sources.picam import open_picamera2
 
         return open_picamera2(camera_width, camera_height, max_fps=max_fps)
-    from agent.sources import live
+    from agent.sources import gstreamer, live
+
+    if gstreamer.is_gstreamer_spec(spec):
+        return gstreamer.open_spec(spec, csi=csi, label=redact_url(spec), max_fps=max_fps)
 
     camera = live.parse_camera(spec)
     if camera is not None:
