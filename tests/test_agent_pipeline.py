@@ -19,11 +19,7 @@ from agent.events import SeqAllocator, load_schema
 from agent.pipeline import Pipeline, PipelineHooks, PipelineOptions, luma_reduction
 from agent.sources.base import Frame
 from agent.sources.demo import DemoSource
-
-try:
-    from tests.agent_support import astronaut_bgr, clip, model_path
-except ImportError:
-    from agent_support import astronaut_bgr, clip, model_path  # type: ignore[no-redef]  # noqa: F401
+from tests.agent_support import astronaut_bgr, clip
 
 STATS_SCHEMA = Path(__file__).resolve().parents[1] / "agent" / "schema" / "stats.schema.json"
 

@@ -10,11 +10,6 @@ import pytest
 from agent.errors import ModelError, RuntimeMissingError
 from agent.runtime import RUNTIME_CANDIDATES, find_interpreter_class, load_interpreter
 
-try:
-    from tests.agent_support import model_path
-except ImportError:
-    from agent_support import model_path  # type: ignore[no-redef]  # noqa: F401
-
 
 def test_no_runtime_names_what_to_install():
     with pytest.raises(RuntimeMissingError) as err:

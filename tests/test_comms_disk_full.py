@@ -15,15 +15,7 @@ from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import MqttConfig
 from agent.events import SEQ_FILE, SeqAllocator
 from agent.state_dir import StateDirFullError
-
-try:
-    from tests import brokers, disks
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import brokers  # type: ignore[no-redef]
-    import disks  # type: ignore[no-redef]
-
-small_disk = disks.small_disk  # fixtures, made visible to pytest
-persistent_mosquitto = brokers.persistent_mosquitto
+from tests import brokers
 
 MiB = 1024 * 1024
 DEVICE = "diskcam"

@@ -12,12 +12,8 @@ import subprocess
 import sys
 import tomllib
 
-try:
-    from tests.agent_support import REPO, assert_one_line_error
-    from tests.brokers import free_port
-except ImportError:
-    from agent_support import REPO, assert_one_line_error  # type: ignore[no-redef]
-    from brokers import free_port  # type: ignore[no-redef]
+from tests.agent_support import REPO, assert_one_line_error
+from tests.brokers import free_port
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 #: Demo-only, test-only or workstation-only distributions: never pulled onto a device.

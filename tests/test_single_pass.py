@@ -11,11 +11,7 @@ import pytest
 from agent.classifier import SINGLE_PASS_FILENAME, default_model_path, load_classifier
 from agent.config import load_config
 from agent.errors import ConfigError
-
-try:
-    from tests.agent_support import astronaut_bgr, read_frames
-except ImportError:
-    from agent_support import astronaut_bgr, read_frames  # type: ignore[no-redef]
+from tests.agent_support import astronaut_bgr, read_frames
 
 SHIPPED = default_model_path()
 VARIANT = default_model_path(flip_tta=False)
