@@ -54,11 +54,11 @@ class FaceAttributes:
     gender_score: float
 
 
-def default_model_path(*, flip_tta: bool = True) -> Path:
+def default_model_path(*, single_pass: bool = False) -> Path:
     """Installed ``facecast_models`` package first, then the repository's ``models/`` folder.
 
-    ``flip_tta=False`` picks the shipped single-pass variant."""
-    filename = MODEL_FILENAME if flip_tta else SINGLE_PASS_FILENAME
+    ``single_pass=True`` picks the shipped single-pass variant (no mirror averaging)."""
+    filename = SINGLE_PASS_FILENAME if single_pass else MODEL_FILENAME
     # The package's folder from its import spec, not importlib.resources: that (with the zipfile
     # module it imports) would stay resident in the agent for one path lookup (~1.5 MB).
     spec = importlib.util.find_spec("facecast_models")
@@ -151,12 +151,12 @@ class FaceClassifier:
 
 
 def load_classifier(
-    model_path: Path | None = None, *, num_threads: int = 1, batch: bool = True, flip_tta: bool = True
+    model_path: Path | None = None, *, num_threads: int = 1, batch: bool = True, single_pass: bool = False
 ) -> FaceClassifier:
     """Load and validate model + card; raises ``ModelError`` with a one-line reason.
 
     Without ``model_path``, the shipped model: mirror-averaged, or its single-pass variant."""
-    path = Path(model_path) if model_path is not None else default_model_path(flip_tta=flip_tta)
+    path = Path(model_path) if model_path is not None else default_model_path(single_pass=single_pass)
     if not path.is_file():
         hint = "" if model_path is not None else " (set model.path in the config or pass --model)"
         raise ModelError(f"model file not found: {path}{hint}")

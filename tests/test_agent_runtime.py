@@ -49,7 +49,7 @@ def test_missing_model_file(tmp_path):
 def test_agent_never_imports_tensorflow(model_path):
     code = (
         "import sys, numpy as np\n"
-        "import agent.cli, agent.app, agent.bench, agent.demo\n"
+        "import agent.cli, agent.app, agent.bench_command, agent.demo\n"
         "from agent.detectors import create_detector\n"
         "from agent.classifier import load_classifier\n"
         f"c = load_classifier(__import__('pathlib').Path({str(model_path)!r}))\n"

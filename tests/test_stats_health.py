@@ -70,7 +70,7 @@ def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):
 
 
 def test_rss_split_reads_proc_status_and_tolerates_its_absence(tmp_path):
-    from agent.bench import RssSampler, rss_split_mb
+    from agent.bench_command import RssSampler, rss_split_mb
 
     status = tmp_path / "status"
     status.write_text("Name:\tpython\nVmRSS:\t  10240 kB\nRssAnon:\t  6144 kB\nRssFile:\t  4096 kB\n")

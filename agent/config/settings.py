@@ -102,18 +102,25 @@ class ModelConfig(_Section):
     spinning workers compete with the detect thread). Raise it with more cores than stages."""
     batch: bool = True
     """Classify all faces of a frame in one invoke when the runtime allows it."""
-    flip_tta: bool = True
-    """The shipped model averages each face with its mirror image. ``false`` picks its single-pass
-    variant (``facecast_int8_single.tflite``, same weights): half the per-face time (0.34 vs 0.63 ms
-    on a 2-core Sapphire Rapids machine) for 65.0% instead of 66.05% FER2013 and 91.6% instead of
-    92.2% UTKFace gender accuracy. Only for the shipped model: with ``path``, point it at the file
-    you want."""
+    single_pass: bool = False
+    """The shipped model averages each face with its mirror image inside the graph. ``true`` picks
+    its single-pass variant (``facecast_int8_single.tflite``, same weights, no mirror): about half
+    the per-face time for slightly lower accuracy (figures in docs/performance.md and
+    models/MODEL_CARD.md). Only for the shipped model: with ``path``, point it at the file you want."""
+    flip_tta: bool | None = None
+    """Deprecated spelling of ``single_pass`` (``flip_tta: false`` = ``single_pass: true``), read for
+    one more release with a warning (:data:`agent.config.loader.FLIP_TTA_DEPRECATED`); None = not set."""
 
     def check(self) -> None:
-        if self.path is not None and not self.flip_tta:
+        if self.flip_tta is not None:
+            if self.single_pass and self.flip_tta:
+                raise SettingError("true contradicts single_pass: true; drop flip_tta", field="flip_tta")
+            self.single_pass = not self.flip_tta
+        if self.path is not None and self.single_pass:
             raise SettingError(
-                "flip_tta: false selects the shipped single-pass model; with model.path set, "
-                "point model.path at the file you want instead"
+                "true selects the shipped single-pass model; with model.path set, "
+                "point model.path at the file you want instead",
+                field="single_pass",
             )
 
 
