@@ -14,6 +14,7 @@ from agent.comms.buffer import BufferNoSpaceError, DiskBuffer
 from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import MqttConfig
 from agent.events import SEQ_FILE, SeqAllocator
+from agent.model_contract import EMOTIONS
 from agent.state_dir import StateDirFullError
 from tests import brokers
 
@@ -25,7 +26,7 @@ STATUS = f"facecast/{DEVICE}/status"
 
 def event(i: int) -> dict[str, object]:
     """About the size of a one-face frame event (~650 bytes of JSON)."""
-    probs = {k: 0.1428 for k in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
+    probs = {k: 0.1428 for k in EMOTIONS}
     face = {"box": [212, 64, 118, 118], "score": 0.93, "emotion": {"label": "happy", "probs": probs}}
     return {"seq": i, "boot_id": "8f0c2d1e-5b7a-4c1f-9e3d-2a6b8c0d4e5f", "pad": "x" * 260, "faces": [face]}
 
