@@ -5,9 +5,8 @@ camera opens): one signature, one int8 NHWC ``[1, H, W, 1]`` input, outputs name
 ``gender`` (2) that are probabilities after dequantization, read by name.
 
 All faces of a frame go through one invoke when the runtime accepts a batch dimension (probed at
-load). Measured here (LiteRT 2.3, 1 thread, 48x48 models, busy 2-core machine): first placeholder
-0.354 ms/face batched vs 0.367 looped at 4 faces; the mirror-averaging export 0.699 vs 0.701. Never
-slower, so batching is the default; ``batch=False`` forces the loop.
+load). Measured, it was never slower than a loop of single invokes (docs/performance.md), so
+batching is the default; ``batch=False`` forces the loop.
 """
 
 from __future__ import annotations

@@ -97,9 +97,9 @@ class ModelConfig(_Section):
     path: Path | None = None
     num_threads: int = setting(default=1, ge=1, le=16)
     """LiteRT threads for the classifier (capped at the CPU count). One, because detection already
-    runs on the other core, one frame ahead: on a 2-core AVX2 machine, two threads here took the
-    agent from 113 to 101 fps on the 640 px clip and from 53 to 45 fps on the 1080p one (their
-    spinning workers compete with the detect thread). Raise it with more cores than stages."""
+    runs on the other core, one frame ahead: on 2 cores, two threads here made the agent slower
+    (their spinning workers compete with the detect thread; docs/performance.md). Raise it with
+    more cores than stages."""
     batch: bool = True
     """Classify all faces of a frame in one invoke when the runtime allows it."""
     single_pass: bool = False
