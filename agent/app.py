@@ -50,7 +50,7 @@ def build_detector(config: AgentConfig) -> FaceDetector:
 def build_classifier(config: AgentConfig) -> FaceClassifier:
     model = config.model
     return load_classifier(
-        model.path, num_threads=model.num_threads, batch=model.batch, flip_tta=model.flip_tta
+        model.path, num_threads=model.num_threads, batch=model.batch, single_pass=model.single_pass
     )
 
 

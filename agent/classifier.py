@@ -5,9 +5,8 @@ camera opens): one signature, one int8 NHWC ``[1, H, W, 1]`` input, outputs name
 ``gender`` (2) that are probabilities after dequantization, read by name.
 
 All faces of a frame go through one invoke when the runtime accepts a batch dimension (probed at
-load). Measured here (LiteRT 2.3, 1 thread, 48x48 models, busy 2-core machine): first placeholder
-0.354 ms/face batched vs 0.367 looped at 4 faces; the mirror-averaging export 0.699 vs 0.701. Never
-slower, so batching is the default; ``batch=False`` forces the loop.
+load). Measured, it was never slower than a loop of single invokes (docs/performance.md), so
+batching is the default; ``batch=False`` forces the loop.
 """
 
 from __future__ import annotations
@@ -54,11 +53,11 @@ class FaceAttributes:
     gender_score: float
 
 
-def default_model_path(*, flip_tta: bool = True) -> Path:
+def default_model_path(*, single_pass: bool = False) -> Path:
     """Installed ``facecast_models`` package first, then the repository's ``models/`` folder.
 
-    ``flip_tta=False`` picks the shipped single-pass variant."""
-    filename = MODEL_FILENAME if flip_tta else SINGLE_PASS_FILENAME
+    ``single_pass=True`` picks the shipped single-pass variant (no mirror averaging)."""
+    filename = SINGLE_PASS_FILENAME if single_pass else MODEL_FILENAME
     # The package's folder from its import spec, not importlib.resources: that (with the zipfile
     # module it imports) would stay resident in the agent for one path lookup (~1.5 MB).
     spec = importlib.util.find_spec("facecast_models")
@@ -151,12 +150,12 @@ class FaceClassifier:
 
 
 def load_classifier(
-    model_path: Path | None = None, *, num_threads: int = 1, batch: bool = True, flip_tta: bool = True
+    model_path: Path | None = None, *, num_threads: int = 1, batch: bool = True, single_pass: bool = False
 ) -> FaceClassifier:
     """Load and validate model + card; raises ``ModelError`` with a one-line reason.
 
     Without ``model_path``, the shipped model: mirror-averaged, or its single-pass variant."""
-    path = Path(model_path) if model_path is not None else default_model_path(flip_tta=flip_tta)
+    path = Path(model_path) if model_path is not None else default_model_path(single_pass=single_pass)
     if not path.is_file():
         hint = "" if model_path is not None else " (set model.path in the config or pass --model)"
         raise ModelError(f"model file not found: {path}{hint}")

@@ -304,7 +304,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from agent.bench import format_result, run_bench
+    from agent.bench_command import format_result, run_bench
     from agent.config import load_config
 
     overrides = flag_overrides(args)

@@ -4,8 +4,8 @@ Every frame allocates and frees a few large buffers (a 1080p BGR frame is 6 MB).
 allocations above its mmap threshold with ``mmap`` and returns them on ``free`` — but the first time
 such a block is freed it raises the threshold to the block's size (up to 32 MB), and from then on
 frames come from the heaps of whichever threads touch them, where freed memory stays resident. Fixing
-the threshold turns that adjustment off: on the 1080p clip the agent's anonymous memory peaked about
-8 MB lower (``facecast bench``), for one ``mmap``/``munmap`` pair per large buffer.
+the threshold turns that adjustment off: on the 1080p clip the agent's anonymous memory peaked
+lower (``facecast bench``; docs/performance.md), for one ``mmap``/``munmap`` pair per large buffer.
 """
 
 from __future__ import annotations

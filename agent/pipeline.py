@@ -136,7 +136,7 @@ def detection_image(image: Image, max_width: int) -> tuple[Image, float]:
     if max_width <= 0 or w <= max_width:
         return image, 1.0
     nh = max(1, round(h * max_width / w))
-    # Bilinear, not area: 5x cheaper on a 1080p frame (~1 vs ~6 ms here) and the detector does not
+    # Bilinear, not area: several times cheaper on a 1080p frame (docs/performance.md); the detector does not
     # need the anti-aliasing; the classifier crops from the full-resolution frame anyway.
     small = cv2.resize(image, (max_width, nh), interpolation=cv2.INTER_LINEAR)
     return np.asarray(small, dtype=np.uint8), w / max_width
@@ -292,7 +292,7 @@ def luma_reduction(width: int, max_width: int) -> int:
     At 1.5x the detection width (or more), a face of 30 px at that width (the 1080p clip's) still
     gives a crop of at least the model's 48 px, while a 1080p frame's luma costs 0.5 MB instead
     of 2. Smaller faces are then cut from fewer pixels than the full frame has; on the 1080p clip
-    the labels changed less than a one-pixel shift of the boxes changes them (agent/README.md).
+    the labels changed less than a one-pixel shift of the boxes changes them (docs/performance.md).
     """
     if max_width <= 0:
         return 1

@@ -1,6 +1,5 @@
-"""Shared helpers and fixtures for the agent tests (kept out of conftest.py to avoid collisions).
+"""Shared helpers for the agent tests (the fixtures, e.g. ``model_path``, are in conftest.py).
 
-Import fixtures explicitly: ``from tests.agent_support import model_path  # noqa: F401``.
 Datasets are referenced in place (never copied): ``<repo>/../shared/datasets`` or $FACECAST_DATASETS.
 """
 
@@ -16,8 +15,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-
-from agent.classifier import default_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("FACECAST_DATASETS") or REPO.parent / "shared" / "datasets")
@@ -54,14 +51,6 @@ def read_frames(name: str, indices: list[int], max_width: int = 0) -> list[np.nd
     cap.release()
     return out
 
-
-@pytest.fixture(scope="session")
-def model_path() -> Path:
-    """The emotion/gender model under test: $FACECAST_TEST_MODEL or the repository's models/."""
-    path = Path(os.environ.get("FACECAST_TEST_MODEL") or default_model_path())
-    if not path.is_file() or not path.with_suffix(".json").is_file():
-        pytest.skip(f"no model at {path} (the lead commits models/facecast_int8.tflite)")
-    return path
 
 
 def free_port() -> int:

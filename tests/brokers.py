@@ -1,7 +1,7 @@
 """Private Mosquitto brokers and MQTT test subscribers for the comms tests (no mocks).
 
-Kept out of ``conftest.py`` so it does not collide with other suites' fixtures: import the
-fixtures from here (``from tests.brokers import mosquitto  # noqa: F401``).
+The ``mosquitto`` and ``persistent_mosquitto`` fixtures that start a :class:`Mosquitto` per test are
+in conftest.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,26 +127,6 @@ class Mosquitto:
         self.start()
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A fresh private broker (persistence off) on a free port, stopped after the test."""
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-@pytest.fixture
-def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """Like ``mosquitto`` but autosaving, so persistent subscriber sessions survive a SIGKILL."""
-    broker = Mosquitto(tmp_path / "mosquitto-p", persistence=True)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 class Subscriber:

@@ -1,7 +1,7 @@
 """Small real file systems for the full-disk tests: a tmpfs of a few MiB, mounted for one test.
 
 Mounting needs root (or CAP_SYS_ADMIN); elsewhere the tests that need it are skipped with that
-reason. Import the fixture explicitly: ``from tests.disks import small_disk  # noqa: F401``.
+reason. The ``small_disk`` fixture is in conftest.py.
 """
 
 from __future__ import annotations
@@ -9,10 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import pytest
 
 
 class SmallDisk:
@@ -40,7 +37,7 @@ class SmallDisk:
         self.filler.unlink(missing_ok=True)
 
 
-def _mount(path: Path, size: int) -> str | None:
+def mount_tmpfs(path: Path, size: int) -> str | None:
     """None when mounted, else why not (the reason a test is skipped with)."""
     if os.geteuid() != 0:
         return "mounting a tmpfs needs root"
@@ -51,24 +48,3 @@ def _mount(path: Path, size: int) -> str | None:
         check=False,
     )
     return None if proc.returncode == 0 else f"mount -t tmpfs not permitted here: {proc.stderr.strip()}"
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[int], SmallDisk]]:
-    """``small_disk(size_bytes)`` mounts a fresh tmpfs of that size; all are unmounted afterwards."""
-    mounted: list[Path] = []
-
-    def make(size: int) -> SmallDisk:
-        path = tmp_path / f"disk{len(mounted)}"
-        path.mkdir()
-        why = _mount(path, size)
-        if why is not None:
-            pytest.skip(why)
-        mounted.append(path)
-        return SmallDisk(path, size)
-
-    try:
-        yield make
-    finally:
-        for path in reversed(mounted):
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)

@@ -14,11 +14,7 @@ from agent.detectors.base import Detection
 from agent.errors import ModelError
 from agent.model_contract import read_card
 from agent.pipeline import to_pixel_box
-
-try:
-    from tests.agent_support import astronaut_bgr, model_path
-except ImportError:
-    from agent_support import astronaut_bgr, model_path  # type: ignore[no-redef]  # noqa: F401
+from tests.agent_support import astronaut_bgr
 
 
 @pytest.fixture

@@ -13,12 +13,8 @@ import cv2
 import jsonschema
 import pytest
 
+import tests.agent_support as support
 from agent.events import load_schema
-
-try:
-    import tests.agent_support as support
-except ImportError:
-    import agent_support as support  # type: ignore[no-redef]
 
 CLIPS, REPO, clip, payloads, run_cli = (
     support.CLIPS,
@@ -32,7 +28,6 @@ assert_one_line_error, astronaut_bgr, free_port = (
     support.astronaut_bgr,
     support.free_port,
 )
-model_path = support.model_path  # the fixture
 
 FRAMES = 40
 

@@ -6,11 +6,7 @@ import pytest
 
 from agent.config import AgentConfig, dump_yaml, load_config
 from agent.errors import ConfigError
-
-try:
-    from tests.agent_support import assert_one_line_error, run_cli
-except ImportError:
-    from agent_support import assert_one_line_error, run_cli  # type: ignore[no-redef]
+from tests.agent_support import assert_one_line_error, run_cli
 
 
 def write(tmp_path, text, name="facecast.yaml"):

@@ -11,11 +11,7 @@ from agent.detectors.base import Detection
 from agent.detectors.blazeface import BlazeFaceDetector, BlazeFaceOptions, ssd_anchors, tile_windows
 from agent.detectors.nms import nms
 from agent.errors import DetectorError
-
-try:
-    from tests.agent_support import astronaut_bgr, read_frames
-except ImportError:
-    from agent_support import astronaut_bgr, read_frames  # type: ignore[no-redef]
+from tests.agent_support import astronaut_bgr, read_frames
 
 # The astronaut portrait (512x512): the face spans roughly x 170-290, y 60-200.
 FACE_CENTRE_RANGE = ((190, 260), (95, 165))

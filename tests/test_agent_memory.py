@@ -18,7 +18,7 @@ PROBE = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from agent.bench import rss_split_mb
+    from agent.bench_command import rss_split_mb
     from agent.memory import fix_mmap_threshold
 
     print(fix_mmap_threshold() if sys.argv[1] == "fix" else False)
@@ -63,7 +63,7 @@ FOOTPRINT = textwrap.dedent(
     from agent.cli import build_parser
     from agent.config import load_config
     from agent.app import build_classifier, build_detector
-    from agent.bench import process_start_time
+    from agent.bench_command import process_start_time
     from agent.system_health import system_health
     from agent.timing import LatencyRecorder
     from agent.comms.mqtt import MqttPublisher

@@ -29,15 +29,8 @@ from typing import Any
 
 import pytest
 
-try:
-    from tests import brokers
-    from tests.agent_support import HttpCamera
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import brokers  # type: ignore[no-redef]
-    from agent_support import HttpCamera  # type: ignore[no-redef]
-
-mosquitto = brokers.mosquitto  # fixtures, made visible to pytest
-persistent_mosquitto = brokers.persistent_mosquitto
+from tests import brokers
+from tests.agent_support import HttpCamera
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("FACECAST_DATASETS") or REPO.parent / "shared" / "datasets")

@@ -19,11 +19,7 @@ from agent.events import SeqAllocator, load_schema
 from agent.pipeline import Pipeline, PipelineHooks, PipelineOptions, luma_reduction
 from agent.sources.base import Frame
 from agent.sources.demo import DemoSource
-
-try:
-    from tests.agent_support import astronaut_bgr, clip, model_path
-except ImportError:
-    from agent_support import astronaut_bgr, clip, model_path  # type: ignore[no-redef]  # noqa: F401
+from tests.agent_support import astronaut_bgr, clip
 
 STATS_SCHEMA = Path(__file__).resolve().parents[1] / "agent" / "schema" / "stats.schema.json"
 
@@ -266,7 +262,7 @@ def test_big_frames_are_reduced_to_luma_then_released_with_the_same_findings(sta
     """A downscaled file frame is queued as luma at half size (0.5 MB instead of 6 at 1080p) and,
     once the detect stage has cut its faces out, without pixels at all. The boxes are the same as
     from the colour frame and the labels too; the probabilities move by about what a one-pixel
-    shift of the box moves them (measured on the 1080p clip: see agent/README.md)."""
+    shift of the box moves them (measured on the 1080p clip: see docs/performance.md)."""
     big = np.zeros((1024, 2048, 3), np.uint8)
     big[100:612, 900:1412] = astronaut_bgr()
     seen: list[object] = []

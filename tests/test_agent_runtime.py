@@ -10,11 +10,6 @@ import pytest
 from agent.errors import ModelError, RuntimeMissingError
 from agent.runtime import RUNTIME_CANDIDATES, find_interpreter_class, load_interpreter
 
-try:
-    from tests.agent_support import model_path
-except ImportError:
-    from agent_support import model_path  # type: ignore[no-redef]  # noqa: F401
-
 
 def test_no_runtime_names_what_to_install():
     with pytest.raises(RuntimeMissingError) as err:
@@ -54,7 +49,7 @@ def test_missing_model_file(tmp_path):
 def test_agent_never_imports_tensorflow(model_path):
     code = (
         "import sys, numpy as np\n"
-        "import agent.cli, agent.app, agent.bench, agent.demo\n"
+        "import agent.cli, agent.app, agent.bench_command, agent.demo\n"
         "from agent.detectors import create_detector\n"
         "from agent.classifier import load_classifier\n"
         f"c = load_classifier(__import__('pathlib').Path({str(model_path)!r}))\n"

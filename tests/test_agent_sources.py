@@ -17,11 +17,7 @@ from agent.sources import open_source, redact_url
 from agent.sources.demo import DemoSource
 from agent.sources.files import ImageFolderSource, VideoFileSource
 from agent.sources.live import LatestFrameSource
-
-try:
-    from tests.agent_support import CLIPS, HttpCamera, astronaut_bgr, clip, read_frames
-except ImportError:
-    from agent_support import CLIPS, HttpCamera, astronaut_bgr, clip, read_frames  # type: ignore[no-redef]
+from tests.agent_support import CLIPS, HttpCamera, astronaut_bgr, clip, read_frames
 
 
 @pytest.fixture

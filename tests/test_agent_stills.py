@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+import tests.agent_support as support
 from agent.classifier import load_classifier
 from agent.comms.stdout import StdoutPublisher
 from agent.detectors import create_detector
@@ -25,13 +26,6 @@ from agent.sources.base import Frame
 from agent.sources.files import ImageFileSource, ImageFolderSource, VideoFileSource
 from agent.sources.image_header import read_header
 from agent.sources.stills import decode_still
-
-try:
-    import tests.agent_support as support
-except ImportError:
-    import agent_support as support  # type: ignore[no-redef]
-
-model_path = support.model_path  # the fixture
 
 PEAK_LIMIT_MB = 300.0
 

@@ -110,11 +110,12 @@ def test_agent_config_errors_stay_one_line_and_name_the_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("mqtt:\n  port: 70000\n  tls:\n    keyfile: /k\nlog_level: loud\n")
     with pytest.raises(ConfigError) as err:
-        load_config(path, environ={"FACECAST_MODEL__FLIP_TTA": "nope"})
+        load_config(path, environ={"FACECAST_MODEL__SINGLE_PASS": "nope"})
     message = str(err.value)
     assert "\n" not in message
     assert message == (
-        "config error: model.flip_tta (from FACECAST_MODEL__FLIP_TTA): must be true or false, got 'nope'; "
+        "config error: model.single_pass (from FACECAST_MODEL__SINGLE_PASS): "
+        "must be true or false, got 'nope'; "
         "mqtt.port: must be <= 65535, got 70000; mqtt.tls.keyfile: keyfile is set but certfile is not; "
         "log_level: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', got 'LOUD'"
     )

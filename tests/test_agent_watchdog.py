@@ -8,16 +8,10 @@ import time
 import numpy as np
 import pytest
 
+import tests.agent_support as support
 from agent.errors import SourceError
 from agent.sources.live import LatestFrameSource
 from agent.watchdog import SystemdNotifier
-
-try:
-    import tests.agent_support as support
-except ImportError:
-    import agent_support as support  # type: ignore[no-redef]
-
-model_path = support.model_path  # the fixture
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from agent.cli import FLAGS, build_parser, config_default
 from agent.config import load_config
 from agent.errors import ConfigError
 from tests import brokers
-from tests.agent_support import assert_one_line_error, model_path, run_cli  # noqa: F401
+from tests.agent_support import assert_one_line_error, run_cli
 from tests.test_comms_security import _make_certs
 
 NEW_FLAGS = (
@@ -137,7 +137,7 @@ def test_unknown_keys_in_a_file_get_the_closest_known_key(tmp_path):
 
 @pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
                     reason="openssl and mosquitto_passwd needed")  # fmt: skip
-def test_broker_flags_reach_a_password_and_tls_broker(tmp_path, model_path):  # noqa: F811
+def test_broker_flags_reach_a_password_and_tls_broker(tmp_path, model_path):
     certs = tmp_path / "certs"
     certs.mkdir()
     _make_certs(certs)

@@ -19,6 +19,7 @@ import pytest
 from agent.comms.buffer import DiskBuffer
 from agent.config.mqtt import BufferConfig
 from agent.config.validation import ValidationError
+from agent.model_contract import EMOTIONS
 from tests.agent_support import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_warnings_are_rate_limited_while_dropping_goes_on(tmp_path, caplog):
 
 def _frame_payload(i: int) -> bytes:
     """A realistic one-face frame event (~650 bytes, as the agent publishes them)."""
-    probs = {k: 0.1428 for k in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
+    probs = {k: 0.1428 for k in EMOTIONS}
     doc = {
         "schema": "facecast.frame/1",
         "device_id": "kiosk-1",
@@ -272,12 +273,9 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    import pytest
 
-from agent.comms.buffer import DiskBuffer
-from agent.config.mqtt import BufferConfig
-from agent.config.validation import ValidationError
-from tests.agent_support import assert_one_line_error, run_cli
+    from agent.comms.buffer import DiskBuffer
+
     buf = DiskBuffer(Path(sys.argv[1]), 1_000_000)
     i = 0
     while True:

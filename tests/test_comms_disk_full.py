@@ -14,16 +14,9 @@ from agent.comms.buffer import BufferNoSpaceError, DiskBuffer
 from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import MqttConfig
 from agent.events import SEQ_FILE, SeqAllocator
+from agent.model_contract import EMOTIONS
 from agent.state_dir import StateDirFullError
-
-try:
-    from tests import brokers, disks
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import brokers  # type: ignore[no-redef]
-    import disks  # type: ignore[no-redef]
-
-small_disk = disks.small_disk  # fixtures, made visible to pytest
-persistent_mosquitto = brokers.persistent_mosquitto
+from tests import brokers
 
 MiB = 1024 * 1024
 DEVICE = "diskcam"
@@ -33,7 +26,7 @@ STATUS = f"facecast/{DEVICE}/status"
 
 def event(i: int) -> dict[str, object]:
     """About the size of a one-face frame event (~650 bytes of JSON)."""
-    probs = {k: 0.1428 for k in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
+    probs = {k: 0.1428 for k in EMOTIONS}
     face = {"box": [212, 64, 118, 118], "score": 0.93, "emotion": {"label": "happy", "probs": probs}}
     return {"seq": i, "boot_id": "8f0c2d1e-5b7a-4c1f-9e3d-2a6b8c0d4e5f", "pad": "x" * 260, "faces": [face]}
 

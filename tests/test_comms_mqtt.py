@@ -19,14 +19,7 @@ from agent.comms.base import Publisher
 from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import BufferConfig, MqttConfig
 from agent.config.validation import Secret
-
-try:
-    from tests import brokers
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import brokers  # type: ignore[no-redef]
-
-mosquitto = brokers.mosquitto  # fixtures, made visible to pytest
-persistent_mosquitto = brokers.persistent_mosquitto
+from tests import brokers
 
 DEVICE = "testcam"
 FRAMES = f"facecast/{DEVICE}/frames"

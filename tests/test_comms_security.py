@@ -15,18 +15,11 @@ from pathlib import Path
 
 import pytest
 
+import tests.agent_support as support
 from agent.comms.mqtt import MqttPublisher
 from agent.config.mqtt import MqttConfig, MqttTlsConfig
 from agent.config.validation import Secret
-
-try:
-    import tests.agent_support as support
-    from tests import brokers
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import agent_support as support  # type: ignore[no-redef]
-    import brokers  # type: ignore[no-redef]
-
-model_path = support.model_path  # the fixture, made visible to pytest
+from tests import brokers
 
 DEVICE = "seccam"
 FRAMES = f"facecast/{DEVICE}/frames"

@@ -18,11 +18,7 @@ from agent.comms.mqtt import MqttPublisher
 from agent.comms.stdout import StdoutPublisher
 from agent.config.mqtt import MqttConfig
 from agent.config.validation import ValidationError
-
-try:
-    from tests import brokers
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import brokers  # type: ignore[no-redef]
+from tests import brokers
 
 
 def test_stdout_json_lines(tmp_path, capsys):

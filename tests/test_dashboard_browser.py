@@ -26,9 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_support import REPO, model_path, run_cli  # noqa: F401
-from tests.brokers import Subscriber, mosquitto  # noqa: F401
+from tests.agent_support import REPO, run_cli
+from tests.brokers import Subscriber
 from tests.test_dashboard_server import MALFORMED
+
+pytestmark = pytest.mark.browser
 
 BROWSER_DIR = REPO / "tests" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -109,7 +111,7 @@ def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
 
 
 @pytest.mark.slow
-def test_dashboard_shows_agents_faces_and_offline_in_a_real_browser(mosquitto, tmp_path, model_path):  # noqa: F811
+def test_dashboard_shows_agents_faces_and_offline_in_a_real_browser(mosquitto, tmp_path, model_path):
     browser_ready()
     port = mosquitto.port
     # an agent that came and went before the dashboard started: only its retained messages are left

@@ -20,8 +20,7 @@ from agent.config.mqtt import MqttConfig
 from agent.dashboard import DashboardServer, DashboardState
 from agent.dashboard.subscriber import DashboardSubscriber
 from tests import brokers
-from tests.agent_support import model_path, run_cli  # noqa: F401
-from tests.brokers import mosquitto  # noqa: F401
+from tests.agent_support import run_cli
 
 MALFORMED = [
     ("junk", "presence", b'{"tracks":[{}]}'),
@@ -68,7 +67,7 @@ def post(url: str, body: bytes, ctype: str = "application/json") -> int:
 
 
 @pytest.fixture
-def dashboard(mosquitto):  # noqa: F811
+def dashboard(mosquitto):
     state = DashboardState(timeline_s=300)
     server = DashboardServer(state, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -92,10 +91,10 @@ def snapshot(server: DashboardServer) -> dict[str, Any]:
 
 
 def test_malformed_payloads_are_counted_and_skipped_and_the_subscriber_goes_on(
-    mosquitto,  # noqa: F811
+    mosquitto,
     dashboard,
     tmp_path,
-    model_path,  # noqa: F811
+    model_path,
 ):
     state, server = dashboard
     client = brokers.Subscriber(mosquitto.port, ["nothing/here"])
@@ -124,7 +123,7 @@ def test_malformed_payloads_are_counted_and_skipped_and_the_subscriber_goes_on(
     assert after["malformed"] == len(MALFORMED)  # the agent's own messages are all readable
 
 
-def test_headers_favicon_and_dismiss(mosquitto, dashboard):  # noqa: F811
+def test_headers_favicon_and_dismiss(mosquitto, dashboard):
     state, server = dashboard
     for path in ("", "app.js", "style.css", "api/state", "favicon.ico", "nowhere"):
         _status, headers, _body = get(server.url + path)

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_support import clip, model_path  # noqa: F401
+from tests.agent_support import clip
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -142,7 +142,7 @@ def playbook(target: Target, *extra: str, timeout: float = 2400) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def target(model_path: Path) -> Iterator[Target]:  # noqa: F811
+def target(model_path: Path) -> Iterator[Target]:
     """An arm64 bookworm root with the role applied twice (the second time must change nothing)."""
     require_binfmt()
     tarballs = {"arm64": root_tarball("arm64"), "amd64": root_tarball("amd64")}

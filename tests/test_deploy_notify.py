@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_support import clip, model_path  # noqa: F401
+from tests.agent_support import clip
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
 WATCHDOG_S = 3.0
 """WatchdogSec for the test: long enough for a starved 2-core CI box, short enough to watch a hang."""
@@ -89,6 +89,16 @@ class Harness:
                 break
         return until is not None and bool(self.seen.times(until))
 
+    def read_to_end(self, timeout: float) -> None:
+        """Read stdout until EOF, as communicate() would: the agent closes it only by exiting, so
+        every line it wrote (the last frames, the final stats) has been seen once this returns,
+        however far behind the reader was when STOPPING=1 arrived."""
+        deadline = time.monotonic() + timeout
+        while self._read_stdout(65536) >= 0:
+            assert time.monotonic() < deadline, f"stdout not closed {timeout:.0f}s after STOPPING=1"
+            select.select([self.stdout.fileno()], [], [], 0.05)
+        self._read_socket()
+
     def _read_socket(self) -> None:
         while True:
             try:
@@ -102,6 +112,8 @@ class Harness:
         try:
             chunk = self.stdout.read(max(1, limit))
         except BlockingIOError:
+            return 0
+        if chunk is None:  # a non-blocking BufferedReader's "nothing yet": not the end of the stream
             return 0
         if not chunk:
             return -1
@@ -147,7 +159,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def test_ready_watchdog_hang_and_stopping(notify_dir: Path, model_path: Path) -> None:  # noqa: F811
+def test_ready_watchdog_hang_and_stopping(notify_dir: Path, model_path: Path) -> None:
     source = clip("news_interview_portrait")  # 1504 frames: the clip cannot end during the test
     with datagram_socket(notify_dir / "notify.sock") as sock:
         proc = start_agent(str(notify_dir / "notify.sock"), source, model_path, notify_dir / "state")
@@ -191,12 +203,13 @@ def test_ready_watchdog_hang_and_stopping(notify_dir: Path, model_path: Path) ->
             assert h.pump(30, drain=True, until="STOPPING=1", paced=False), (
                 f"no STOPPING=1; {log_tail(notify_dir)}"
             )
+            h.read_to_end(30)
             assert proc.wait(timeout=30) == 0, log_tail(notify_dir)
         finally:
             stop(proc)
 
 
-def test_abstract_socket_ready_then_stopping_at_the_end_of_a_run(notify_dir: Path, model_path: Path) -> None:  # noqa: F811
+def test_abstract_socket_ready_then_stopping_at_the_end_of_a_run(notify_dir: Path, model_path: Path) -> None:
     """``@name`` (abstract namespace, what systemd uses for some managers) works too, and a run that
     ends by itself (``--max-frames``) still says STOPPING=1 after READY=1."""
     name = f"@facecast-test-{os.getpid()}-{time.monotonic_ns()}"
@@ -207,8 +220,8 @@ def test_abstract_socket_ready_then_stopping_at_the_end_of_a_run(notify_dir: Pat
         h = Harness(sock, proc)
         try:
             h.pump(120, drain=True, until="STOPPING=1", paced=False)
+            h.read_to_end(30)  # the lines written before STOPPING=1 that were not read yet
             assert proc.wait(timeout=30) == 0, log_tail(notify_dir)
-            h.pump(10, drain=True, paced=False)  # the lines written before STOPPING=1 but not read yet
             ready, stopping = h.seen.times("READY=1"), h.seen.times("STOPPING=1")
             assert ready and stopping, h.seen.messages
             assert ready[0] <= stopping[0]

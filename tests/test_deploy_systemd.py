@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_support import clip, model_path  # noqa: F401
+from tests.agent_support import clip
+
+pytestmark = pytest.mark.deploy
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "facecast.service"
@@ -151,7 +153,7 @@ os.execv(argv[0], argv)
 
 
 @pytest.mark.slow
-def test_agent_runs_under_the_units_syscall_filter_and_wx_rule(tmp_path: Path, model_path: Path) -> None:  # noqa: F811
+def test_agent_runs_under_the_units_syscall_filter_and_wx_rule(tmp_path: Path, model_path: Path) -> None:
     allowed = unit_syscall_allow_list()
     assert {"read", "openat", "mmap", "ioctl", "socket", "connect"} <= allowed
     assert "sched_setaffinity" not in allowed and "mount" not in allowed

@@ -33,10 +33,7 @@ from agent.config import load_config
 from agent.sources import redact_url
 from agent.sources.gstreamer import CsiCamera, csi_pipeline, has_gstreamer, parse_csi
 
-try:
-    from tests.agent_support import REPO, assert_one_line_error, clip, error_lines, run_cli
-except ImportError:
-    from agent_support import REPO, assert_one_line_error, clip, error_lines, run_cli  # type: ignore[no-redef]
+from tests.agent_support import REPO, assert_one_line_error, clip, error_lines, run_cli
 
 SYSCV_VENV = Path(os.environ.get("FACECAST_SYSCV_VENV") or REPO / ".venv-syscv")
 PREPARE = "run tests/gstreamer/ci-prepare.sh (as root on a clean machine) first"

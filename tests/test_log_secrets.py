@@ -19,16 +19,10 @@ import time
 
 import pytest
 
+import tests.agent_support as support
 from agent.log_redaction import RedactingFormatter, hide_in_logs, redact
+from tests import brokers
 
-try:
-    import tests.agent_support as support
-    from tests import brokers
-except ImportError:
-    import agent_support as support  # type: ignore[no-redef]
-    import brokers  # type: ignore[no-redef]
-
-model_path = support.model_path  # the fixture
 PW = "s3cret-Camera-pw"
 
 

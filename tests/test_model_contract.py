@@ -15,7 +15,7 @@ from agent.model_contract import EMOTIONS, GENDERS, ModelCard, card_path_for, ch
 from agent.runtime import load_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = (default_model_path(), default_model_path(flip_tta=False))
+SHIPPED = (default_model_path(), default_model_path(single_pass=True))
 
 
 @pytest.mark.parametrize("model", SHIPPED, ids=lambda p: p.name)

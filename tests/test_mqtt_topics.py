@@ -16,15 +16,8 @@ from agent.comms.mqtt import MqttPublisher
 from agent.config import AgentConfig
 from agent.config.mqtt import MqttConfig
 from agent.config.validation import ValidationError
-
-try:
-    from tests import brokers
-    from tests.agent_support import assert_one_line_error, run_cli
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import brokers  # type: ignore[no-redef]
-    from agent_support import assert_one_line_error, run_cli  # type: ignore[no-redef]
-
-mosquitto = brokers.mosquitto  # the fixture, made visible to pytest
+from tests import brokers
+from tests.agent_support import assert_one_line_error, run_cli
 
 
 @pytest.mark.parametrize(

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_support import REPO, model_path, run_cli  # noqa: F401
-from tests.brokers import Subscriber, free_port, mosquitto  # noqa: F401
+from tests.agent_support import REPO, run_cli
+from tests.brokers import Subscriber, free_port
 from tests.test_dashboard_browser import Lines
+
+pytestmark = pytest.mark.nodered
 
 NODERED = REPO / "tests" / "nodered" / "node_modules" / "node-red" / "red.js"
 FLOW = REPO / "docs" / "node-red" / "facecast-flow.json"
@@ -61,7 +63,7 @@ def start_nodered(folder: Path, broker_port: int) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_the_example_flow_gets_every_message_in_a_real_node_red(mosquitto, tmp_path, model_path):  # noqa: F811
+def test_the_example_flow_gets_every_message_in_a_real_node_red(mosquitto, tmp_path, model_path):
     nodered_ready()
     red = start_nodered(tmp_path, mosquitto.port)
     log = Lines(red)

@@ -16,12 +16,8 @@ if sys.version_info >= (3, 11):
 else:  # the 3.10 test lane: facecast depends on tomli there
     import tomli as tomllib
 
-try:
-    from tests.agent_support import REPO, assert_one_line_error
-    from tests.brokers import free_port
-except ImportError:
-    from agent_support import REPO, assert_one_line_error  # type: ignore[no-redef]
-    from brokers import free_port  # type: ignore[no-redef]
+from tests.agent_support import REPO, assert_one_line_error
+from tests.brokers import free_port
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 #: Demo-only, test-only or workstation-only distributions: never pulled onto a device.

@@ -18,8 +18,8 @@ import pytest
 
 from agent.model_contract import EMOTIONS, GENDERS
 from tests import brokers
-from tests.agent_support import DATASETS, REPO, model_path, run_cli  # noqa: F401
-from tests.brokers import Subscriber, mosquitto  # noqa: F401
+from tests.agent_support import DATASETS, REPO, run_cli
+from tests.brokers import Subscriber
 
 SCHEMAS = REPO / "agent" / "schema"
 UTKFACE = DATASETS / "utkface" / "images"
@@ -65,7 +65,7 @@ def run_agent(
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_gender_off_leaves_no_gender_in_any_message(mosquitto, tmp_path, model_path):  # noqa: F811
+def test_gender_off_leaves_no_gender_in_any_message(mosquitto, tmp_path, model_path):
     sub = Subscriber(mosquitto.port, ["#"])
     run_agent(mosquitto.port, tmp_path, model_path, "priv1", "demo",
               FACECAST_PRIVACY__GENDER="false", FACECAST_SOURCE__DEMO_FRAMES="40")  # fmt: skip
@@ -97,7 +97,7 @@ def summary_of(got: dict[str, list[Any]], device: str) -> dict[str, Any]:
     return summary  # type: ignore[no-any-return]
 
 
-def test_aggregate_sends_only_counts_and_withholds_small_groups(mosquitto, tmp_path, model_path):  # noqa: F811
+def test_aggregate_sends_only_counts_and_withholds_small_groups(mosquitto, tmp_path, model_path):
     """The same photos twice: per person, then aggregate. The aggregate counts are the per-person
     run's where at least k people share them, null elsewhere; nothing per frame or per person."""
     folder = str(photo_folder(tmp_path / "photos"))
@@ -132,7 +132,7 @@ def test_aggregate_sends_only_counts_and_withholds_small_groups(mosquitto, tmp_p
     assert state_topics == {"facecast/agg/summary", "facecast/agg/stats"}, state_topics
 
 
-def test_aggregate_withholds_every_count_of_a_lone_person(mosquitto, tmp_path, model_path):  # noqa: F811
+def test_aggregate_withholds_every_count_of_a_lone_person(mosquitto, tmp_path, model_path):
     """One person (the demo's astronaut) for the whole window: every count is below k, zero too,
     so the summary says nothing about them, not even which emotions nobody showed."""
     sub = Subscriber(mosquitto.port, ["#"])

@@ -11,14 +11,10 @@ import pytest
 from agent.classifier import SINGLE_PASS_FILENAME, default_model_path, load_classifier
 from agent.config import load_config
 from agent.errors import ConfigError
-
-try:
-    from tests.agent_support import astronaut_bgr, read_frames
-except ImportError:
-    from agent_support import astronaut_bgr, read_frames  # type: ignore[no-redef]
+from tests.agent_support import astronaut_bgr, read_frames, run_cli
 
 SHIPPED = default_model_path()
-VARIANT = default_model_path(flip_tta=False)
+VARIANT = default_model_path(single_pass=True)
 
 
 def _runner(path: Path):
@@ -88,14 +84,42 @@ def test_a_model_without_mirror_averaging_is_refused(tmp_path):
         write_single_pass(VARIANT, tmp_path / "again.tflite")
 
 
-def test_the_agent_picks_the_variant_with_flip_tta_false(tmp_path):
-    config = load_config(None, environ={}, overrides={"model.flip_tta": False})
+def test_the_agent_picks_the_variant_with_single_pass_true(tmp_path, caplog):
+    config = load_config(None, environ={}, overrides={"model.single_pass": True})
     from agent.app import build_classifier
 
     classifier = build_classifier(config)
     assert classifier.model_path == VARIANT
     attrs = classifier.classify(astronaut_bgr(), [(170, 60, 120, 140)])
     assert attrs[0].emotion in classifier.card.labels.emotion
-    with pytest.raises(ConfigError, match="flip_tta"):
-        load_config(None, environ={}, overrides={"model.flip_tta": False, "model.path": str(SHIPPED)})
+    with pytest.raises(ConfigError, match=r"model\.single_pass .*: true selects the shipped single-pass"):
+        load_config(None, environ={}, overrides={"model.single_pass": True, "model.path": str(SHIPPED)})
     assert load_classifier().model_path == SHIPPED
+    assert build_classifier(load_config(None, environ={})).model_path == SHIPPED
+    assert not caplog.records, "the new key (or none) must not warn"
+
+
+@pytest.mark.parametrize(("old", "single_pass"), [(False, True), (True, False)])
+def test_the_old_flip_tta_key_still_works_with_one_deprecation_warning(old, single_pass, caplog):
+    config = load_config(None, environ={"FACECAST_MODEL__FLIP_TTA": str(old).lower()})
+    assert config.model.single_pass is single_pass
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "model.single_pass" in warnings[0].getMessage(), caplog.text
+    assert "deprecated" in warnings[0].getMessage()
+
+
+def test_flip_tta_cannot_contradict_single_pass():
+    with pytest.raises(ConfigError, match=r"model\.flip_tta .*: true contradicts single_pass: true"):
+        load_config(None, environ={}, overrides={"model.single_pass": True, "model.flip_tta": True})
+
+
+def test_config_check_with_flip_tta_false_says_single_pass_on_one_stderr_line(tmp_path):
+    """What a user upgrading with an old config file sees: the run goes on, on the variant, and
+    stderr carries one line naming the key to write instead."""
+    path = tmp_path / "facecast.yaml"
+    path.write_text("model:\n  flip_tta: false\n")
+    proc = run_cli("config", "check", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "single_pass: true" in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if "flip_tta" in line]
+    assert len(lines) == 1 and "deprecated" in lines[0] and "model.single_pass: true" in lines[0], proc.stderr

@@ -21,19 +21,8 @@ from agent.app import Components, build_components, run_agent
 from agent.config import load_config
 from agent.sources import FrameSource
 from agent.state_dir import LOCK_FILE, StateDirBusyError, StateDirLock
-from tests import agent_support
+from tests import brokers
 from tests.agent_support import REPO, assert_one_line_error, run_cli
-
-try:
-    from tests import brokers, disks
-except ImportError:  # tests/ is not a package on sys.path (plain `pytest` from the repo root)
-    import brokers  # type: ignore[no-redef]
-    import disks  # type: ignore[no-redef]
-
-small_disk = disks.small_disk  # fixtures, made visible to pytest
-model_path = agent_support.model_path
-mosquitto = brokers.mosquitto
-persistent_mosquitto = brokers.persistent_mosquitto
 
 MiB = 1024 * 1024
 

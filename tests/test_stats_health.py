@@ -20,8 +20,8 @@ from agent.app import run_agent
 from agent.config import AgentConfig
 from agent.system_health import cpu_temperature_c, system_health
 from tests import brokers
-from tests.agent_support import REPO, HttpCamera, clip, model_path  # noqa: F401
-from tests.brokers import Subscriber, mosquitto, retained  # noqa: F401
+from tests.agent_support import REPO, HttpCamera, clip
+from tests.brokers import Subscriber, retained
 
 STATS_SCHEMA = REPO / "agent" / "schema" / "stats.schema.json"
 DEVICE = "statcam"
@@ -43,7 +43,7 @@ def test_system_health_reports_load_and_memory():
     assert health["memory"]["rss_mb"] > 10 and 0 < health["memory"]["used_percent"] <= 100
 
 
-def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):  # noqa: F811
+def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):
     out = io.StringIO()
     config = AgentConfig.from_mapping(
         {
@@ -70,7 +70,7 @@ def test_agent_stats_carry_rates_models_and_health(tmp_path, model_path):  # noq
 
 
 def test_rss_split_reads_proc_status_and_tolerates_its_absence(tmp_path):
-    from agent.bench import RssSampler, rss_split_mb
+    from agent.bench_command import RssSampler, rss_split_mb
 
     status = tmp_path / "status"
     status.write_text("Name:\tpython\nVmRSS:\t  10240 kB\nRssAnon:\t  6144 kB\nRssFile:\t  4096 kB\n")
@@ -106,7 +106,7 @@ def run_agent_process(
     )
 
 
-def test_stats_at_start_and_a_final_one_that_tells_the_truth(mosquitto, tmp_path, model_path):  # noqa: F811
+def test_stats_at_start_and_a_final_one_that_tells_the_truth(mosquitto, tmp_path, model_path):
     """An hour's interval: the first message comes once the broker has us (not an hour later), the
     last on the clean stop carries the run's own closing counts and ``connected: false``."""
     sub = Subscriber(mosquitto.port, [STATS])
@@ -144,7 +144,7 @@ def test_stats_at_start_and_a_final_one_that_tells_the_truth(mosquitto, tmp_path
 
 
 @pytest.mark.slow
-def test_stats_keep_coming_while_the_camera_is_gone(mosquitto, tmp_path, model_path):  # noqa: F811
+def test_stats_keep_coming_while_the_camera_is_gone(mosquitto, tmp_path, model_path):
     """The moment someone looks at the stats: frames stopped. They keep coming, saying so."""
     camera = HttpCamera(tmp_path, clip("news_interview_portrait"), frames=60)
     sub = Subscriber(mosquitto.port, [STATS, FRAMES])

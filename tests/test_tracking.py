@@ -25,7 +25,7 @@ from agent.sources.base import Frame
 from agent.tracking.hook import TrackingHook
 from agent.tracking.replay import RecordingPublisher, replay
 from agent.tracking.tracker import FaceTracker
-from tests.agent_support import DATASETS, clip, model_path, payloads, run_cli  # noqa: F401
+from tests.agent_support import DATASETS, clip, payloads, run_cli
 
 TRACK_SCHEMA = json.loads((schema_path().parent / "track_event.schema.json").read_text())
 FRAME_SCHEMA = json.loads(schema_path().read_text())
@@ -151,7 +151,7 @@ def test_a_track_ends_after_max_missed_frames_and_one_frame_blips_never_start():
 
 
 @pytest.mark.slow
-def test_real_clip_tracks_are_stable_and_cut_message_volume(tmp_path, model_path):  # noqa: F811
+def test_real_clip_tracks_are_stable_and_cut_message_volume(tmp_path, model_path):
     from agent.app import build_classifier, build_detector
 
     config = AgentConfig.from_mapping({"device_id": "clip-test", "model": {"path": model_path}})
@@ -228,7 +228,7 @@ def _faces_by_file(stdout: str) -> dict[str, list[dict]]:
 
 
 @pytest.mark.slow
-def test_a_folder_of_photos_is_one_scene_per_file(tmp_path, model_path):  # noqa: F811
+def test_a_folder_of_photos_is_one_scene_per_file(tmp_path, model_path):
     """Unrelated photos at the same position were one track whose smoothed labels mixed the people
     (on 1,232 labelled faces: raw labels 56% right, smoothed 38%). Each file is its own scene now;
     ``source.image_sequence`` opts a folder of video frames back into tracking."""

@@ -9,6 +9,8 @@ import pytest
 
 from training.card import CARD_FILE, main
 
+pytestmark = pytest.mark.training
+
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 

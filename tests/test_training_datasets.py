@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from agent.model_contract import EMOTIONS, GENDERS
-from tests.training_support import require_datasets
 from training.datasets import (
     DatasetError,
     attach_ferplus,
@@ -30,37 +29,34 @@ from training.datasets import (
     utkface_split_names,
 )
 
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    return require_datasets()
+pytestmark = pytest.mark.training
 
 
-def test_fer2013_folder_slice_labels_follow_folders(root: Path) -> None:
-    s = load_fer2013_folder(root / "fer2013", "test", limit_per_class=5)
+def test_fer2013_folder_slice_labels_follow_folders(datasets: Path) -> None:
+    s = load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=5)
     assert s.images.shape == (35, 48, 48) and s.images.dtype == np.uint8
     assert (s.gender == -1).all()
     for name, label in zip(s.names, s.emotion, strict=True):
         assert name.split("/")[1] == EMOTIONS[label]
     # The loader returns the file's pixels unchanged (PNG is lossless).
-    first = cv2.imread(str(root / "fer2013" / s.names[0]), cv2.IMREAD_GRAYSCALE)
+    first = cv2.imread(str(datasets / "fer2013" / s.names[0]), cv2.IMREAD_GRAYSCALE)
     assert np.array_equal(first, s.images[0])
 
 
-def test_fer2013_exclusions_drop_blank_and_test_duplicates(root: Path) -> None:
-    excluded = fer2013_train_exclusions(root / "fer2013")
+def test_fer2013_exclusions_drop_blank_and_test_duplicates(datasets: Path) -> None:
+    excluded = fer2013_train_exclusions(datasets / "fer2013")
     assert excluded and all(p.startswith("train/") for p in excluded)
-    groups = fer2013_duplicate_groups(root / "fer2013")
+    groups = fer2013_duplicate_groups(datasets / "fer2013")
     # every excluded duplicate shares a group with some test image
     test_groups = {g for p, g in groups.items() if p.startswith("test/")}
     dup_excluded = [p for p in excluded if p in groups]
     assert dup_excluded and all(groups[p] in test_groups for p in dup_excluded)
-    s = load_fer2013_folder(root / "fer2013", "train", limit_per_class=400, exclude=excluded)
+    s = load_fer2013_folder(datasets / "fer2013", "train", limit_per_class=400, exclude=excluded)
     assert not set(s.names) & excluded
 
 
-def test_fer2013_csv_matches_folder_pixels(root: Path, tmp_path: Path) -> None:
-    folder = load_fer2013_folder(root / "fer2013", "test", limit_per_class=2)
+def test_fer2013_csv_matches_folder_pixels(datasets: Path, tmp_path: Path) -> None:
+    folder = load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=2)
     csv_path = tmp_path / "fer2013.csv"
     with csv_path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -82,10 +78,10 @@ def test_fer2013_csv_with_wrong_header_is_a_clear_error(tmp_path: Path) -> None:
         load_fer2013_csv(bad, "train")
 
 
-def test_ferplus_votes_are_distributions_attached_by_path(root: Path) -> None:
-    votes = load_ferplus_votes(root / "ferplus" / "fer2013_to_ferplus_map.csv")
+def test_ferplus_votes_are_distributions_attached_by_path(datasets: Path) -> None:
+    votes = load_ferplus_votes(datasets / "ferplus" / "fer2013_to_ferplus_map.csv")
     assert len(votes) > 35_000
-    s = load_fer2013_folder(root / "fer2013", "test", limit_per_class=10)
+    s = load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=10)
     found = attach_ferplus(s, votes)
     assert found >= 60
     assert s.emotion_soft is not None
@@ -95,8 +91,8 @@ def test_ferplus_votes_are_distributions_attached_by_path(root: Path) -> None:
     assert (s.emotion_soft[happy].argmax(1) == EMOTIONS.index("happy")).mean() >= 0.7
 
 
-def test_ferplus_crowd_label_is_a_unique_top_vote_among_our_classes(root: Path) -> None:
-    crowd = load_ferplus_plurality(root / "ferplus" / "fer2013_to_ferplus_map.csv", "test")
+def test_ferplus_crowd_label_is_a_unique_top_vote_among_our_classes(datasets: Path) -> None:
+    crowd = load_ferplus_plurality(datasets / "ferplus" / "fer2013_to_ferplus_map.csv", "test")
     # anger 9 of 10 votes -> angry; anger 4 vs neutral 2 -> angry although FER2013 says angry too
     assert crowd["test/angry/PrivateTest_10304478.png"] == EMOTIONS.index("angry")
     assert crowd["test/angry/PrivateTest_10131363.png"] == EMOTIONS.index("angry")
@@ -110,20 +106,20 @@ def test_ferplus_crowd_label_is_a_unique_top_vote_among_our_classes(root: Path) 
     assert 0.2 < moved / len(crowd) < 0.5
 
 
-def test_utkface_split_labels_come_from_file_names(root: Path) -> None:
-    s = load_utkface(root / "utkface", "test", limit=40)
+def test_utkface_split_labels_come_from_file_names(datasets: Path) -> None:
+    s = load_utkface(datasets / "utkface", "test", limit=40)
     assert s.images.shape == (40, 96, 96)
     assert (s.emotion == -1).all()
     assert s.age is not None and s.race is not None
     for name, g, a in zip(s.names, s.gender, s.age, strict=True):
         assert name.startswith(f"{a}_{g}_")
-    test_names = set((root / "utkface" / "splits" / "test.txt").read_text().split("\n"))
-    train = load_utkface(root / "utkface", "train", limit=200)
+    test_names = set((datasets / "utkface" / "splits" / "test.txt").read_text().split("\n"))
+    train = load_utkface(datasets / "utkface", "train", limit=200)
     assert not test_names & set(train.names)
 
 
-def test_utkface_faces_labelled_both_ways_leave_training(root: Path, tmp_path: Path) -> None:
-    utk = root / "utkface"
+def test_utkface_faces_labelled_both_ways_leave_training(datasets: Path, tmp_path: Path) -> None:
+    utk = datasets / "utkface"
     conflicting = utkface_conflicting_gender(utk)
     groups: dict[str, set[str]] = {}
     with (utk / "duplicates.csv").open(newline="") as fh:
@@ -157,8 +153,8 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path: Path) -> None:
         load_utkface(tmp_path / "nope", "train")
 
 
-def _write_faces(root: Path, dest: Path, n: int) -> list[str]:
-    src = load_fer2013_folder(root / "fer2013", "test", limit_per_class=1)
+def _write_faces(datasets: Path, dest: Path, n: int) -> list[str]:
+    src = load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=1)
     names = []
     for i in range(n):
         name = f"face{i}.png"
@@ -167,8 +163,8 @@ def _write_faces(root: Path, dest: Path, n: int) -> list[str]:
     return names
 
 
-def test_manifest_with_partial_labels(root: Path, tmp_path: Path) -> None:
-    names = _write_faces(root, tmp_path, 3)
+def test_manifest_with_partial_labels(datasets: Path, tmp_path: Path) -> None:
+    names = _write_faces(datasets, tmp_path, 3)
     m = tmp_path / "labels.csv"
     m.write_text(f"path,emotion,gender\n{names[0]},happy,\n{names[1]},,female\n{names[2]},Surprised,m\n")
     s = load_manifest(m, size=64)
@@ -186,8 +182,8 @@ def test_manifest_with_partial_labels(root: Path, tmp_path: Path) -> None:
         ("path,emotion,gender\nbroken.png,happy,\n", "unreadable image"),
     ],
 )
-def test_manifest_bad_input(root: Path, tmp_path: Path, body: str, match: str) -> None:
-    names = _write_faces(root, tmp_path, 1)
+def test_manifest_bad_input(datasets: Path, tmp_path: Path, body: str, match: str) -> None:
+    names = _write_faces(datasets, tmp_path, 1)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     m = tmp_path / "labels.csv"
     m.write_text(body.format(n=names[0]))
@@ -195,11 +191,11 @@ def test_manifest_bad_input(root: Path, tmp_path: Path, body: str, match: str) -
         load_manifest(m, size=48)
 
 
-def test_labelled_folder_and_unknown_class(root: Path, tmp_path: Path) -> None:
+def test_labelled_folder_and_unknown_class(datasets: Path, tmp_path: Path) -> None:
     (tmp_path / "happy").mkdir()
     (tmp_path / "sad").mkdir()
-    _write_faces(root, tmp_path / "happy", 2)
-    _write_faces(root, tmp_path / "sad", 1)
+    _write_faces(datasets, tmp_path / "happy", 2)
+    _write_faces(datasets, tmp_path / "sad", 1)
     s = load_labelled_folder(tmp_path, size=48)
     assert s.emotion.tolist() == [3, 3, 4]
     (tmp_path / "bored").mkdir()
@@ -207,9 +203,9 @@ def test_labelled_folder_and_unknown_class(root: Path, tmp_path: Path) -> None:
         load_labelled_folder(tmp_path, size=48)
 
 
-def test_validation_split_keeps_duplicate_groups_together(root: Path) -> None:
-    s = load_fer2013_folder(root / "fer2013", "train", limit_per_class=300)
-    groups = fer2013_duplicate_groups(root / "fer2013")
+def test_validation_split_keeps_duplicate_groups_together(datasets: Path) -> None:
+    s = load_fer2013_folder(datasets / "fer2013", "train", limit_per_class=300)
+    groups = fer2013_duplicate_groups(datasets / "fer2013")
     train, val = split_validation(s, 0.2, groups)
     assert len(train) + len(val) == len(s)
     assert 0.1 < len(val) / len(s) < 0.3
@@ -220,9 +216,9 @@ def test_validation_split_keeps_duplicate_groups_together(root: Path) -> None:
     assert again.names == train.names  # deterministic
 
 
-def test_concat_brings_sources_to_one_size(root: Path) -> None:
-    fer = load_fer2013_folder(root / "fer2013", "test", limit_per_class=1)
-    utk = load_utkface(root / "utkface", "val", limit=5)
+def test_concat_brings_sources_to_one_size(datasets: Path) -> None:
+    fer = load_fer2013_folder(datasets / "fer2013", "test", limit_per_class=1)
+    utk = load_utkface(datasets / "utkface", "val", limit=5)
     both = concat([fer, utk], size=64)
     assert both.images.shape == (12, 64, 64)
     assert both.emotion_soft is not None
@@ -230,7 +226,7 @@ def test_concat_brings_sources_to_one_size(root: Path) -> None:
     assert (both.gender[:7] == -1).all() and (both.gender[7:] >= 0).all()
 
 
-def test_your_own_folders_and_csv_train_through_the_config(root: Path, tmp_path: Path) -> None:
+def test_your_own_folders_and_csv_train_through_the_config(datasets: Path, tmp_path: Path) -> None:
     """Every source of your own data, named in a config file by paths relative to it, and nothing else."""
     from training.config import load_config
     from training.training_data import LOOSE, build_training_data
@@ -238,14 +234,14 @@ def test_your_own_folders_and_csv_train_through_the_config(root: Path, tmp_path:
     mine = tmp_path / "mine"
     for folder in ("emotions/happy", "emotions/sad", "genders/female", "genders/male"):
         (mine / folder).mkdir(parents=True)
-        _write_faces(root, mine / folder, 10)
-    names = _write_faces(root, mine, 10)
+        _write_faces(datasets, mine / folder, 10)
+    names = _write_faces(datasets, mine, 10)
     (mine / "labels.csv").write_text("path,emotion,gender\n" + "".join(f"{n},angry,m\n" for n in names))
     config = tmp_path / "configs" / "mine.yaml"
     config.parent.mkdir()
     config.write_text(
         "data:\n"
-        f"  root: {root}\n"
+        f"  root: {datasets}\n"
         "  fer2013: false\n  utkface: false\n  aaf: false\n  lfw: false\n"
         "  val_fraction: 0.3\n"
         "  manifests: [../mine/labels.csv]\n"

@@ -11,13 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.training_support import require_datasets
 from training.datasets import GENDERS, DatasetError, cap_per_person, load_aaf, load_lfw
 
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    return require_datasets()
+pytestmark = pytest.mark.training
 
 
 def _labels(path: Path) -> dict[str, dict[str, str]]:
@@ -25,8 +21,8 @@ def _labels(path: Path) -> dict[str, dict[str, str]]:
         return {row["file"]: row for row in csv.DictReader(fh)}
 
 
-def test_aaf_split_labels_and_pixels(root: Path) -> None:
-    aaf = root / "aaf"
+def test_aaf_split_labels_and_pixels(datasets: Path) -> None:
+    aaf = datasets / "aaf"
     s = load_aaf(aaf, "test", limit=40)
     assert s.images.shape == (40, 96, 96) and s.images.dtype == np.uint8
     listed = (aaf / "splits" / "test.txt").read_text().split()[:40]
@@ -39,8 +35,8 @@ def test_aaf_split_labels_and_pixels(root: Path) -> None:
     assert np.array_equal(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), s.images[0])  # the file's own pixels
 
 
-def test_aaf_faces_labelled_both_ways_leave_training_only(root: Path) -> None:
-    aaf = root / "aaf"
+def test_aaf_faces_labelled_both_ways_leave_training_only(datasets: Path) -> None:
+    aaf = datasets / "aaf"
     with (aaf / "duplicates.csv").open(newline="") as fh:
         conflicting = {r["file"] for r in csv.DictReader(fh) if r["conflicting_gender_in_group"] == "1"}
     train_listed = set((aaf / "splits" / "train.txt").read_text().split())
@@ -51,8 +47,8 @@ def test_aaf_faces_labelled_both_ways_leave_training_only(root: Path) -> None:
     assert len(names) == len(train_listed) - len(in_train)
 
 
-def test_lfw_is_split_by_person_and_capped_per_person(root: Path) -> None:
-    lfw = root / "lfw"
+def test_lfw_is_split_by_person_and_capped_per_person(datasets: Path) -> None:
+    lfw = datasets / "lfw"
     labels = _labels(lfw / "labels.csv")
     train = load_lfw(lfw, "train", per_person=10)
     test_people = {labels[f]["person"] for f in (lfw / "splits" / "test.txt").read_text().split()}
@@ -84,11 +80,11 @@ def _copy_set(src: Path, dst: Path, n: int, split: str = "val") -> list[str]:
 
 
 @pytest.mark.parametrize("which", ["aaf", "lfw"])
-def test_bad_input_is_one_clear_error(root: Path, tmp_path: Path, which: str) -> None:
+def test_bad_input_is_one_clear_error(datasets: Path, tmp_path: Path, which: str) -> None:
     load = load_aaf if which == "aaf" else load_lfw
     with pytest.raises(DatasetError, match="labels not found"):
         load(tmp_path / "nothing", "val")
-    names = _copy_set(root / which, tmp_path / which, 5)
+    names = _copy_set(datasets / which, tmp_path / which, 5)
     assert len(load(tmp_path / which, "val")) == 5
     with pytest.raises(DatasetError, match="split file not found"):
         load(tmp_path / which, "test")

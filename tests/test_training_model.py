@@ -30,6 +30,8 @@ from training.model import ARCHITECTURES, ModelSpec, build_model  # noqa: E402
 from training.train import compile_model, fit, masks  # noqa: E402
 from training.training_data import TrainingData, class_weights  # noqa: E402
 
+pytestmark = pytest.mark.training
+
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 
 

@@ -185,7 +185,7 @@ def _variant(variant: ModelCard | None) -> str:
     return (
         f"\n\n### Single-pass variant: `{variant.file.name}`\n"
         "The same int8 graph without the mirror batch and the averages (`facecast-train single-pass`; same"
-        " weights, never requantized): half the time per face. The agent uses it with `model.flip_tta: false`."
+        " weights, never requantized): half the time per face. The agent uses it with `model.single_pass: true`."
         " int8 figures on the same test sets:\n\n" + _table(rows, ("test set", "head", "int8"))
     )
 

@@ -6,6 +6,7 @@ pace), the YAML/TOML file, ``FACECAST_<SECTION>__<KEY>`` environment variables, 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -27,6 +28,12 @@ else:  # Python 3.10 (JetPack 6): the same parser from PyPI (a dependency there)
 ENV_PREFIX = "FACECAST_"
 SECRET_KEYS = frozenset({"password", "secret", "token", "key_password"})
 MASK = "***"
+FLIP_TTA_DEPRECATED = (
+    "model.flip_tta is deprecated and will be removed in the next release: "
+    "write model.single_pass: true instead of flip_tta: false (or drop flip_tta: true, the default)"
+)
+
+log = logging.getLogger(__name__)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -150,10 +157,13 @@ def load_config(
         if value is not None:
             origins[tuple(dotted.split("."))] = (flag_names or {}).get(dotted, "the command line")
     try:
-        return AgentConfig.from_mapping(data)
+        config = AgentConfig.from_mapping(data)
     except ValidationError as exc:  # one line naming each bad key, e.g. ``mqtt.hots: unknown key``
         problems = "; ".join(_located(loc, msg, origins) for loc, msg in exc.errors)
         raise ConfigError(f"config error: {problems}") from exc
+    if config.model.flip_tta is not None:
+        log.warning(FLIP_TTA_DEPRECATED)
+    return config
 
 
 def _located(loc: Location, msg: str, origins: Mapping[Location, str]) -> str:

@@ -110,23 +110,30 @@ class ModelConfig(_Section):
     path: Path | None = None
     num_threads: int = setting(default=1, ge=1, le=16)
     """LiteRT threads for the classifier (capped at the CPU count). One, because detection already
-    runs on the other core, one frame ahead: on a 2-core AVX2 machine, two threads here took the
-    agent from 113 to 101 fps on the 640 px clip and from 53 to 45 fps on the 1080p one (their
-    spinning workers compete with the detect thread). Raise it with more cores than stages."""
+    runs on the other core, one frame ahead: on 2 cores, two threads here made the agent slower
+    (their spinning workers compete with the detect thread; docs/performance.md). Raise it with
+    more cores than stages."""
     batch: bool = True
     """Classify all faces of a frame in one invoke when the runtime allows it."""
-    flip_tta: bool = True
-    """The shipped model averages each face with its mirror image. ``false`` picks its single-pass
-    variant (``facecast_int8_single.tflite``, same weights): half the per-face time (0.34 vs 0.63 ms
-    on a 2-core Sapphire Rapids machine) for 65.0% instead of 66.05% FER2013 and 91.6% instead of
-    92.2% UTKFace gender accuracy. Only for the shipped model: with ``path``, point it at the file
-    you want."""
+    single_pass: bool = False
+    """The shipped model averages each face with its mirror image inside the graph. ``true`` picks
+    its single-pass variant (``facecast_int8_single.tflite``, same weights, no mirror): about half
+    the per-face time for slightly lower accuracy (figures in docs/performance.md and
+    models/MODEL_CARD.md). Only for the shipped model: with ``path``, point it at the file you want."""
+    flip_tta: bool | None = None
+    """Deprecated spelling of ``single_pass`` (``flip_tta: false`` = ``single_pass: true``), read for
+    one more release with a warning (:data:`agent.config.loader.FLIP_TTA_DEPRECATED`); None = not set."""
 
     def check(self) -> None:
-        if self.path is not None and not self.flip_tta:
+        if self.flip_tta is not None:
+            if self.single_pass and self.flip_tta:
+                raise SettingError("true contradicts single_pass: true; drop flip_tta", field="flip_tta")
+            self.single_pass = not self.flip_tta
+        if self.path is not None and self.single_pass:
             raise SettingError(
-                "flip_tta: false selects the shipped single-pass model; with model.path set, "
-                "point model.path at the file you want instead"
+                "true selects the shipped single-pass model; with model.path set, "
+                "point model.path at the file you want instead",
+                field="single_pass",
             )
 
 

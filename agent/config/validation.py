@@ -1,8 +1,9 @@
 """Typed settings on plain dataclasses: coercion, bounds, and errors that name the offending key.
 
 Why not pydantic: on the device it was the agent's heaviest import. Building its validators, plus
-its plugin scan (which pulls in ``importlib.metadata``, ``email`` and ``zipfile``), kept ~14 MB
-resident in every ``facecast run``. That is a tenth of the agent's footprint on a 1080p camera.
+its plugin scan (which pulls in ``importlib.metadata``, ``email`` and ``zipfile``), kept about a
+tenth of the agent's footprint on a 1080p camera resident in every ``facecast run``
+(docs/performance.md).
 The config and the model card need little: scalars, paths, literals, secrets, nested sections,
 bounds, and an unknown key named instead of ignored. This module does that much and no more.
 

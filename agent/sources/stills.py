@@ -1,7 +1,7 @@
 """Decoding a still image no larger than the pipeline will use, within a fixed memory budget.
 
-A full-size decode of an 8000x8000 photo took the agent to ~630 MB of peak RSS (OpenCV's decoder
-output plus its BGR copy, then the pipeline's grayscale), although the pipeline keeps no more
+A full-size decode of a large photo holds OpenCV's decoder output plus its BGR copy, then the
+pipeline's grayscale (an 8000x8000 photo: docs/performance.md), although the pipeline keeps no more
 than ~1.5x ``source.max_width`` of it. A baseline JPEG is therefore decoded reduced inside libjpeg
 (``IMREAD_REDUCED_COLOR_2/4/8``: a 1/8-scale decode never holds the full image). Other formats
 (PNG, WebP, TIFF, ...) and progressive JPEGs hold the whole image while decoding whatever the
