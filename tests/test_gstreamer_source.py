@@ -32,7 +32,6 @@ import pytest
 from agent.config import load_config
 from agent.sources import redact_url
 from agent.sources.gstreamer import CsiCamera, csi_pipeline, has_gstreamer, parse_csi
-
 from tests.agent_support import REPO, assert_one_line_error, clip, error_lines, run_cli
 
 SYSCV_VENV = Path(os.environ.get("FACECAST_SYSCV_VENV") or REPO / ".venv-syscv")
