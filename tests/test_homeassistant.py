@@ -335,3 +335,18 @@ def test_agent_run_registers_and_its_messages_fill_every_entity(mosquitto, tmp_p
     )  # fmt: skip
     assert gone.returncode == 0, gone.stderr
     assert retained_configs(mosquitto.port) == {}
+
+
+def test_unregister_without_a_broker_says_so_and_keeps_the_removal(tmp_path):
+    """No broker: the empty configs stay in the buffer for the next run, and the command says it."""
+    from tests.brokers import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACECAST_")}
+    common = ["--device-id", DEVICE, "--state-dir", str(tmp_path / "s"), "--mqtt-port", str(free_port())]
+    gone = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "ha", "unregister", *common],
+        capture_output=True, text=True, timeout=60, env=env, cwd=str(REPO), check=False,
+    )  # fmt: skip
+    assert gone.returncode == 1, gone.stderr
+    assert "broker not reached; the removal is kept and sent on the next run" in gone.stderr
+    assert "Home Assistant device removed" not in gone.stdout

@@ -332,7 +332,10 @@ class MqttPublisher:
                 "sink": "mqtt",
                 "connected": self._connected,
                 "published": self._published,
-                "buffered": len(buffer) if buffer is not None and not self._closed else 0,
+                # after close, what stayed on disk for the next run (``ha unregister`` reads it)
+                "buffered": self._left_on_close
+                if self._closed
+                else (len(buffer) if buffer is not None else 0),
                 "inflight": len(self._inflight),
                 "dropped": buffer.dropped if buffer is not None else 0,
                 "dropped_by_reason": buffer.dropped_by_reason if buffer is not None else {},
