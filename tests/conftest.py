@@ -38,26 +38,24 @@ def datasets() -> Path:
     return require_datasets()
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A fresh private broker (persistence off) on a free port, stopped after the test."""
-    broker = Mosquitto(tmp_path / "mosquitto")
+def _running(broker: Mosquitto) -> Iterator[Mosquitto]:
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A fresh private broker (persistence off) on a free port, stopped after the test."""
+    yield from _running(Mosquitto(tmp_path / "mosquitto"))
 
 
 @pytest.fixture
 def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """Like ``mosquitto`` but autosaving, so persistent subscriber sessions survive a SIGKILL."""
-    broker = Mosquitto(tmp_path / "mosquitto-p", persistence=True)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    yield from _running(Mosquitto(tmp_path / "mosquitto-p", persistence=True))
 
 
 @pytest.fixture

@@ -42,12 +42,17 @@ def topic_problem(topic: str) -> str | None:
         return "is empty"
     if topic.startswith("$"):
         return "starts with '$', which is reserved for the broker (e.g. $SYS): no subscriber would see it"
-    problem = _char_problem(topic)
+    return _content_problem(topic, "")
+
+
+def _content_problem(text: str, of_what: str) -> str | None:
+    """A character MQTT or the broker refuses, or more bytes than a whole topic may have."""
+    problem = _char_problem(text)
     if problem:
         return problem
-    size = len(topic.encode("utf-8"))
+    size = len(text.encode("utf-8"))
     if size > MAX_TOPIC_BYTES:
-        return f"is {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}"
+        return f"is {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}{of_what}"
     return None
 
 
@@ -63,10 +68,4 @@ def part_problem(part: str, *, single_level: bool = False) -> str | None:
         return "must be a single topic level (no '/')"
     if "" in part.split("/"):
         return "has an empty topic level ('//', or '/' at the start or end)"
-    problem = _char_problem(part)
-    if problem:
-        return problem
-    size = len(part.encode("utf-8"))
-    if size > MAX_TOPIC_BYTES:
-        return f"is {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES} for a whole topic"
-    return None
+    return _content_problem(part, " for a whole topic")
