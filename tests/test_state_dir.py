@@ -86,6 +86,18 @@ class Stderr:
         return "\n".join(self.lines)
 
 
+def start_agent(config: Path, state: Path, port: int, device: str) -> tuple[subprocess.Popen[str], Stderr]:
+    """``facecast run`` at INFO in a child, its stderr read as it comes."""
+    proc = subprocess.Popen(
+        agent_cmd(config, state, port, device, "--log-level", "INFO"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=agent_env(),
+    )
+    return proc, Stderr(proc)
+
+
 # -- the lock ----------------------------------------------------------------------------------
 
 _HOLDER = """
@@ -129,14 +141,7 @@ def test_second_agent_on_one_state_dir_is_refused_at_once(model_path, mosquitto:
     device = "twin"
     status = f"facecast/{device}/status"
     config = write_config(tmp_path / "c.yaml", frames=100_000, fps=5)
-    first = subprocess.Popen(
-        agent_cmd(config, state, mosquitto.port, device, "--log-level", "INFO"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=agent_env(),
-    )
-    err = Stderr(first)
+    first, err = start_agent(config, state, mosquitto.port, device)
     try:
         assert brokers.wait_for(lambda: brokers.retained(mosquitto.port, status, 0.5) == "online", 60)
         t0 = time.monotonic()
@@ -212,14 +217,7 @@ def test_disk_fills_while_running_nothing_crashes_and_every_event_is_accounted_f
     disk = small_disk(1 * MiB)
     state = disk.path / "state"
     config = write_config(tmp_path / "c.yaml", frames=900, fps=0, events={"stats_interval_s": 0.5})
-    proc = subprocess.Popen(
-        agent_cmd(config, state, broker.port, device, "--log-level", "INFO"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=agent_env(),
-    )
-    err = Stderr(proc)
+    proc, err = start_agent(config, state, broker.port, device)
     try:
         assert brokers.wait_for(lambda: err.has(f"(the file system of {state} is full)"), 120), err.text()
         broker.start()
