@@ -97,7 +97,7 @@ class PipelineOptions:
     need pixels). By default a downscaled frame is reduced to luma (see :func:`luma_reduction`)
     once the detector's colour copy is made, and the detect stage lets go of the pixels once it
     has cut the faces out: ``on_faces`` and ``on_frame`` hooks then get ``frame.image is None``.
-    A still image the source decoded reduced stays reduced: boxes refer to ``extra["full_size"]``."""
+    A still image the source decoded reduced stays reduced: boxes refer to ``Frame.full_size``."""
 
 
 @dataclass
@@ -145,12 +145,12 @@ def detection_image(image: Image, max_width: int) -> tuple[Image, float]:
 def detection_copy(frame: Frame, max_width: int) -> tuple[Image, float, bool]:
     """:func:`detection_image` of the frame's image, with the factor from detection pixels to the
     frame's full size (a source may have decoded a large still image smaller, see
-    ``Frame.extra["full_size"]``), and whether the image itself was downscaled for detection."""
+    ``Frame.full_size``), and whether the image itself was downscaled for detection."""
     assert frame.image is not None
     small, shrink = detection_image(frame.image, max_width)
     factor = shrink
-    if "full_size" in frame.extra:
-        factor *= frame.extra["full_size"][1] / frame.image.shape[1]
+    if frame.full_size is not None:
+        factor *= frame.full_size[1] / frame.image.shape[1]
     return small, factor, shrink > 1.0
 
 
@@ -163,10 +163,34 @@ def to_pixel_box(det: Detection, factor: float, width: int, height: int) -> tupl
     return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 
+# What the stages hand each other. Each value has one writer, the step named in its docstring, and
+# is read downstream; a stage that finds a value already there skips its step (a frame whose
+# detection ran ahead in the detect thread is not detected again by the consumer).
+
+
+@dataclass
+class DetectorInput:
+    """Written by the downscale step: the detector's copy of the frame and the factor from its
+    pixels to the frame's full-size pixels. The detect step sets ``image`` to None once it has cut
+    the faces out (the copy is 0.9 MB at 1080p, and up to three frames wait downstream)."""
+
+    image: Image | None
+    factor: float
+    ms: float
+
+
 @dataclass(frozen=True)
-class _Cut:
-    """A frame's faces, cut out and prepared for the classifier, with the frame's size: all the
-    classifier and the event need, so the frame's pixels can go."""
+class Detected:
+    """Written by the detect step: the faces the detector found, in detector pixels."""
+
+    detections: list[Detection]
+    ms: float
+
+
+@dataclass(frozen=True)
+class FaceCrops:
+    """Written by the crop step: a frame's faces, cut out and prepared for the classifier, with the
+    frame's size: all the classifier and the event need, so the frame's pixels can go."""
 
     boxes: list[tuple[int, int, int, int]]
     batch: npt.NDArray[np.int8]
@@ -176,23 +200,39 @@ class _Cut:
     cpu_ms: float
 
 
-def _cut_faces(frame: Frame, detections: list[Detection], factor: float, classifier: FaceClassifier) -> _Cut:
+@dataclass
+class InFlight:
+    """One frame on its way from the source to the consumer, with what the stages found so far.
+
+    ``read_ms``: how long pulling the frame from the source took, timed by the first thread stage
+    (for a file source, pulling a frame IS decoding it)."""
+
+    frame: Frame
+    read_ms: float | None = None
+    detector_input: DetectorInput | None = None
+    detected: Detected | None = None
+    crops: FaceCrops | None = None
+
+
+def _cut_faces(
+    frame: Frame, detections: list[Detection], factor: float, classifier: FaceClassifier
+) -> FaceCrops:
     """Face boxes in the frame's own pixels, and the classifier's inputs cut from its (maybe
     reduced, see :func:`luma_reduction`) image."""
     start, cpu_start = time.perf_counter(), time.thread_time()
     assert frame.image is not None
     image_h, image_w = frame.image.shape[:2]
-    height, width = frame.extra.get("full_size", (image_h, image_w))
+    height, width = frame.full_size or (image_h, image_w)
     boxes = [to_pixel_box(d, factor, width, height) for d in detections]
     sx, sy = image_w / width, image_h / height
     crops = boxes if sx == sy == 1.0 else [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in boxes]
     batch = classifier.prepare(frame.image, crops)
     ms = (time.perf_counter() - start) * 1000.0
-    return _Cut(boxes, batch, width, height, ms, (time.thread_time() - cpu_start) * 1000.0)
+    return FaceCrops(boxes, batch, width, height, ms, (time.thread_time() - cpu_start) * 1000.0)
 
 
 class _Stage:
-    """Runs ``work`` on every frame of ``frames`` in a thread of its own and hands the frames on, in
+    """Runs ``work`` on every item of ``frames`` in a thread of its own and hands them on, in
     order, through a small queue: that stage then overlaps the next one on another core.
 
     Frames are never dropped here (a full queue blocks the stage), so a file source still has every
@@ -204,18 +244,17 @@ class _Stage:
     def __init__(
         self,
         name: str,
-        frames: Iterator[Frame],
-        work: Callable[[Frame], None],
+        frames: Iterator[InFlight],
+        work: Callable[[InFlight], None],
         depth: int,
         stop: threading.Event,
         *,
-        read_ms_key: str | None = None,
+        time_reads: bool = False,
     ) -> None:
-        """``read_ms_key``: record how long pulling each frame from ``frames`` took under that
-        ``frame.extra`` key (for the first stage, pulling a frame IS decoding it)."""
+        """``time_reads``: record in ``InFlight.read_ms`` how long pulling each item took."""
         self._frames = frames
         self._work = work
-        self._read_ms_key = read_ms_key
+        self._time_reads = time_reads
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = stop
         self._error: Exception | None = None
@@ -226,16 +265,16 @@ class _Stage:
         try:
             while not self._stop.is_set():
                 start = time.perf_counter()
-                frame = next(self._frames, None)
-                if frame is None:
+                item = next(self._frames, None)
+                if item is None:
                     break
-                if self._read_ms_key is not None:  # unless the source timed its decode itself
-                    frame.extra.setdefault(self._read_ms_key, (time.perf_counter() - start) * 1000.0)
-                if not frame.idle:
-                    self._work(frame)
+                if self._time_reads:
+                    item.read_ms = (time.perf_counter() - start) * 1000.0
+                if not item.frame.idle:
+                    self._work(item)
                 while not self._stop.is_set():
                     try:
-                        self._queue.put(frame, timeout=0.2)
+                        self._queue.put(item, timeout=0.2)
                         break
                     except queue.Full:
                         continue
@@ -265,7 +304,7 @@ class _Stage:
                 pass
             self._thread.join(timeout=0.05)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[InFlight]:
         while True:
             try:
                 item = self._queue.get(timeout=0.2)
@@ -299,8 +338,8 @@ def luma_reduction(width: int, max_width: int) -> int:
     return max(1, int(width // (1.5 * max_width)))
 
 
-def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Frame], None]:
-    """Stage work: attach the detector's downscaled copy to the frame.
+def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[InFlight], None]:
+    """Stage work: the downscale step, which writes ``InFlight.detector_input``.
 
     Unless ``keep_color``, a frame that was downscaled is then kept as grayscale, reduced by
     :func:`luma_reduction`: the detector has its colour copy and the classifier reads luma only, so
@@ -308,13 +347,13 @@ def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Fram
     goes back to the source, which decodes the next frame into it.
     """
 
-    def work(frame: Frame) -> None:
+    def work(item: InFlight) -> None:
+        frame = item.frame
         if not valid_image(frame.image):
             return  # the consumer counts and logs it
         assert frame.image is not None
         start = time.perf_counter()
         small, factor, downscaled = detection_copy(frame, max_width)
-        frame.extra["small"] = small, factor
         if downscaled and not keep_color:
             full = frame.image
             height, width = full.shape[:2]
@@ -324,20 +363,22 @@ def _downscale_for_detection(max_width: int, keep_color: bool) -> Callable[[Fram
                 # An exact integer ratio keeps INTER_AREA on its fast path (0.1 ms at 1080p).
                 size = (width // k, height // k)
                 luma = np.asarray(cv2.resize(luma, size, interpolation=cv2.INTER_AREA), np.uint8)
-                frame.extra.setdefault("full_size", (height, width))
+                if frame.full_size is None:
+                    frame.full_size = (height, width)
             frame.image = luma
             if frame.recycle is not None:
                 frame.recycle(full)  # nothing here holds it any more: the source decodes into it
             del full
-        frame.extra["resize_ms"] = (time.perf_counter() - start) * 1000.0
+        item.detector_input = DetectorInput(small, factor, (time.perf_counter() - start) * 1000.0)
 
     return work
 
 
 def _detect_ahead(
     detector: FaceDetector, classifier: FaceClassifier, max_width: int, keep_color: bool
-) -> Callable[[Frame], None]:
-    """Stage work: run the detector on the downscaled copy (made here if no earlier stage did), so
+) -> Callable[[InFlight], None]:
+    """Stage work: the detect step (``InFlight.detected``) on the downscaled copy (made here if no
+    earlier stage did), so
     frame N+1 is being detected while frame N is classified and published (on 2 cores, detection is
     the longest stage).
 
@@ -347,20 +388,20 @@ def _detect_ahead(
     """
     downscale = _downscale_for_detection(max_width, keep_color)
 
-    def work(frame: Frame) -> None:
-        if "small" not in frame.extra:
-            downscale(frame)
-            if "small" not in frame.extra:
-                return  # not a valid image: the consumer counts and logs it
+    def work(item: InFlight) -> None:
+        if item.detector_input is None:
+            downscale(item)
+        small = item.detector_input
+        if small is None or small.image is None:
+            return  # not a valid image: the consumer counts and logs it
         start = time.perf_counter()
-        small, factor = frame.extra["small"]
-        detections = detector.detect(small)
-        frame.extra["detections"] = detections
-        frame.extra["detect_ms"] = (time.perf_counter() - start) * 1000.0
+        detections = detector.detect(small.image)
+        item.detected = Detected(detections, (time.perf_counter() - start) * 1000.0)
+        frame = item.frame
         if keep_color or frame.image is None:
             return
-        frame.extra["cut"] = _cut_faces(frame, detections, factor, classifier)
-        del frame.extra["small"]
+        item.crops = _cut_faces(frame, detections, small.factor, classifier)
+        small.image = None  # the detector's copy is done with
         frame.image = None
 
     return work
@@ -407,19 +448,19 @@ class Pipeline:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def _frames(self) -> Iterator[Frame]:
+    def _items(self) -> Iterator[InFlight]:
         """The frames, through the thread stages the options ask for.
 
         A file source gets a prefetch stage (decode and downscale) and a detect stage; a live source
         only the detect stage, with a queue of one, so it stays at most one frame behind its grabber
         (which already decodes in its own thread and drops what the loop cannot take).
         """
-        frames: Iterator[Frame] = iter(self.source)
+        frames: Iterator[InFlight] = (InFlight(frame) for frame in self.source)
         live = self.source.live
         if not live and self.options.prefetch > 0:
             work = _downscale_for_detection(self.options.max_width, self.options.keep_color)
             self._stages.append(
-                _Stage("prefetch", frames, work, self.options.prefetch, self._stop, read_ms_key="decode_ms")
+                _Stage("prefetch", frames, work, self.options.prefetch, self._stop, time_reads=True)
             )
             frames = iter(self._stages[-1])
         if self.options.detect_ahead and (live or self._stages):
@@ -434,17 +475,17 @@ class Pipeline:
     def run(self) -> PipelineStats:
         """The loop. The source is closed on the way out; the publisher is NOT (its owner closes it)."""
         log.info("pipeline started: source=%s detector=%s", self.source.name, self.detector.name)
-        frames = self._frames()
+        items = self._items()
         try:
             while not self._stop.is_set():
                 start = time.perf_counter()
-                frame = next(frames, None)
+                item = next(items, None)
                 wait_ms = (time.perf_counter() - start) * 1000.0
-                if frame is None:
+                if item is None:
                     break
-                if not frame.idle:
+                if not item.frame.idle:
                     self.stats.frames += 1
-                    self.process(frame, wait_ms)
+                    self.process(item, wait_ms)
                 for beat in self.hooks.heartbeat:
                     beat()
                 if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
@@ -473,35 +514,38 @@ class Pipeline:
                 "skipping corrupt frame %d (shape %s); %d so far", frame.index, shape, self.stats.corrupt
             )
 
-    def process(self, frame: Frame, wait_ms: float = 0.0) -> FrameResult | None:
+    def process(self, item: InFlight, wait_ms: float = 0.0) -> FrameResult | None:
         """Detect, classify, publish one frame. Returns None for a corrupt (skipped) frame.
 
-        A frame from the detect stage usually comes with its faces already cut out (``_Cut``) and
-        without pixels; any other frame is detected and cut here."""
-        cut: _Cut | None = frame.extra.get("cut")
+        A frame from the detect stage usually comes with its faces already cut out
+        (``InFlight.crops``) and without pixels; the steps no stage ran for it run here."""
+        frame, cut = item.frame, item.crops
         if cut is None and not valid_image(frame.image):
             self._skip_corrupt(frame)
             return None
-        lat: dict[str, float] = {"decode": float(frame.extra.get("decode_ms", wait_ms))}
+        decode_ms = frame.decode_ms if frame.decode_ms is not None else item.read_ms
+        lat: dict[str, float] = {"decode": decode_ms if decode_ms is not None else wait_ms}
         self.latency.add("decode", lat["decode"])
-        if "resize_ms" in frame.extra:
-            lat["resize"] = float(frame.extra["resize_ms"])
+        small = item.detector_input
+        if small is not None:
+            lat["resize"] = small.ms
             self.latency.add("resize", lat["resize"])
-        if "detections" in frame.extra:
-            detections: list[Detection] = frame.extra["detections"]
-            lat["detect"] = float(frame.extra["detect_ms"])
+        detected = item.detected
+        if detected is not None:
+            lat["detect"] = detected.ms
             self.latency.add("detect", lat["detect"])
         if cut is None:
-            assert frame.image is not None
-            if "small" in frame.extra:
-                small, factor = frame.extra["small"]
+            if small is not None and small.image is not None:
+                image, factor = small.image, small.factor
             else:
                 with self.latency.measure("resize", lat):
-                    small, factor, _ = detection_copy(frame, self.options.max_width)
-            if "detections" not in frame.extra:
+                    image, factor, _ = detection_copy(frame, self.options.max_width)
+            if detected is None:
                 with self.latency.measure("detect", lat):
-                    detections = self.detector.detect(small)
-            cut = _cut_faces(frame, detections, factor, self.classifier)
+                    found = self.detector.detect(image)
+                detected = Detected(found, lat["detect"])
+            cut = _cut_faces(frame, detected.detections, factor, self.classifier)
+        assert detected is not None  # crops are only ever cut after the detect step
         width, height = cut.width, cut.height
         faces: list[FaceResult] = []
         start, cpu_start = time.perf_counter(), time.thread_time()
@@ -509,7 +553,7 @@ class Pipeline:
             attrs = self.classifier.classify_batch(cut.batch)
             faces = [
                 FaceResult(box=b, score=d.score, attributes=a)
-                for b, d, a in zip(cut.boxes, detections, attrs, strict=True)
+                for b, d, a in zip(cut.boxes, detected.detections, attrs, strict=True)
             ]
         # The crop is part of classifying, wherever it ran.
         lat["classify"] = cut.ms + (time.perf_counter() - start) * 1000.0

@@ -89,7 +89,7 @@ def test_a_large_jpeg_decodes_reduced_and_reports_its_full_size(tmp_path):
     cv2.imwrite(str(path), portrait(4000, 3000))
     frame = next(iter(ImageFileSource(path, max_width=640)))
     assert frame.image is not None and frame.image.shape == (1500, 2000, 3)
-    assert frame.extra["full_size"] == (3000, 4000)
+    assert frame.full_size == (3000, 4000)
     assert frame.file == "photo.jpg" and frame.new_scene
     # max_width 0 asks for no scaling: decoded whole
     assert decode_still(path, max_width=0).image.shape == (3000, 4000, 3)

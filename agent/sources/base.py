@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -15,11 +15,14 @@ class Frame:
     """One captured image.
 
     ``image`` is BGR ``HxWx3`` (or grayscale ``HxW`` for sources that give luma only) in the
-    source's native resolution, unless ``extra["full_size"]`` holds ``(height, width)``: the source
-    then decoded it smaller (a large still image), and boxes and the event's frame size refer to
-    ``full_size``. ``index`` counts frames read from the source (dropped live frames included, so
-    gaps show drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names the image for
-    image sources. An ``idle`` frame carries no image: a live source emits one when no frame
+    source's native resolution, unless ``full_size`` holds ``(height, width)``: the image was then
+    decoded (a large still image) or kept (see ``agent.pipeline.luma_reduction``) smaller, and boxes
+    and the event's frame size refer to ``full_size``. ``decode_ms``: how long the source took to
+    decode it, when pulling the frame from the source does not tell (a still decoded at open).
+
+    ``index`` counts frames read from the source (dropped live frames included, so gaps show
+    drops); ``timestamp`` is wall-clock seconds at capture; ``file`` names the image for image
+    sources. An ``idle`` frame carries no image: a live source emits one when no frame
     arrived for a while (camera gone, stream stalled), so the consumer's loop still turns
     (heartbeats, watchdog pings) instead of blocking until the device returns.
 
@@ -36,7 +39,8 @@ class Frame:
     timestamp: float
     image: npt.NDArray[np.uint8] | None
     file: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    full_size: tuple[int, int] | None = None
+    decode_ms: float | None = None
     idle: bool = False
     new_scene: bool = False
     recycle: Callable[[npt.NDArray[np.uint8]], None] | None = field(default=None, repr=False, compare=False)

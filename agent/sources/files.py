@@ -105,10 +105,15 @@ class ImageFileSource:
         if still is None:
             return
         self._read = 1
-        frame = Frame(index=0, timestamp=time.time(), image=still.image, file=self.path.name, new_scene=True)
-        frame.extra["decode_ms"] = self._decode_ms  # decoded at open: pulling the frame costs nothing
-        if still.full_size is not None:
-            frame.extra["full_size"] = still.full_size
+        frame = Frame(
+            index=0,
+            timestamp=time.time(),
+            image=still.image,
+            file=self.path.name,
+            new_scene=True,
+            full_size=still.full_size,
+            decode_ms=self._decode_ms,  # decoded at open: pulling the frame costs nothing
+        )
         del still  # the consumer decides how long the pixels live
         yield frame
 
@@ -163,9 +168,8 @@ class ImageFolderSource:
                 image=still.image,
                 file=path.name,
                 new_scene=not self.image_sequence,
+                full_size=still.full_size,
             )
-            if still.full_size is not None:
-                frame.extra["full_size"] = still.full_size
             del still  # as for video: a 12-megapixel photo is 36 MB; the consumer decides how long it lives
             yield frame
 
