@@ -243,6 +243,13 @@ def render(card: ModelCard, variant: ModelCard | None = None) -> str:
     )
     wide = f", {framing['wide_scale']} for wide ones (All-Age-Faces)" if "aaf_train" in summary else ""
     seconds = float(tr.get("seconds") or 0)
+    init = tr.get("init_from") or {}
+    start = (
+        f"starting from the weights of `{init.get('file')}` version {init.get('version')} (sha256"
+        f" {str(init.get('sha256'))[:12]}…; its own training is in its card), then"
+        if init
+        else "from random weights,"
+    )
     return f"""# facecast model card: `{name}`
 
 One small convolutional network ({card.parameters or 0:,} parameters, `{card.architecture.get("architecture")}`)
@@ -277,7 +284,7 @@ Confusion matrices: `figures/confusion_*.png` beside this card; training curves:
 
 ## Training
 - Data: {_data(card)}
-- {tr.get("epochs_run")} epochs in {seconds:,.0f} s ({seconds / 60:.0f} min) on 2 CPU cores, seed {tr.get("seed")}; the best checkpoint by the
+- Trained {start} {tr.get("epochs_run")} epochs in {seconds:,.0f} s ({seconds / 60:.0f} min) on 2 CPU cores, seed {tr.get("seed")}; the best checkpoint by the
   mean validation accuracy of both heads. Validation: a 10% slice of FER2013 train (pixel duplicates kept on
   one side) and each gender set's fixed validation split. Every choice (checkpoint, {chosen}, the gender
   offset) was made on validation data, never on test.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -11,6 +12,20 @@ from training.config import TrainConfig
 log = logging.getLogger(__name__)
 
 FLOAT_MODEL = "model_float.keras"
+
+
+def describe_init(path: Path | None) -> dict[str, object] | None:
+    """The model a run started from, by content: the file at that path changes when a model ships."""
+    if path is None:
+        return None
+    described: dict[str, object] = {
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    card = path.with_suffix(".json")
+    if card.is_file():
+        described["version"] = json.loads(card.read_text()).get("version")
+    return described
 
 
 def run_train(cfg: TrainConfig) -> Path:
@@ -32,6 +47,7 @@ def run_train(cfg: TrainConfig) -> Path:
                 "data": data.summary,
                 "emotion_class_weight": [round(float(w), 4) for w in data.emotion_class_weight],
                 "config": json.loads(cfg.model_dump_json()),
+                "init_from": describe_init(cfg.init_from),
             },
             indent=2,
         )

@@ -418,6 +418,7 @@ def export_and_report(cfg: TrainConfig, ship_dir: Path | None = None, *, force: 
         training={
             "epochs_run": train_summary.get("epochs_run"),
             "seconds": train_summary.get("seconds"),
+            "init_from": train_summary.get("init_from"),
             "data": train_summary.get("data"),
             "emotion_class_weight": train_summary.get("emotion_class_weight"),
             "class_imbalance": f"per-sample loss weights (inverse class frequency)^{cfg.class_weight_power}",

@@ -208,6 +208,22 @@ def scored_heads(data: TrainingData) -> tuple[str, ...]:
     return heads or ("emotion", "gender")
 
 
+def start_from_exported(model: keras.Model, path: Path, data: TrainingData) -> None:
+    """Load ``path`` (``init_from``) and log where it stands on validation before any step."""
+    from training.warm_start import load_exported
+
+    rng = np.random.default_rng(0)
+    pick = rng.permutation(len(data.val))[:4096]
+    load_exported(model, path, (data.val.images[pick].astype(np.float32) / 255.0)[..., None])
+    scores = model.evaluate(val_dataset(data), verbose=0, return_dict=True)
+    log.info(
+        "starting from %s: validation emotion %.4f, gender %.4f (float, one pass, before training)",
+        path,
+        scores.get("emotion_acc", float("nan")),
+        scores.get("gender_acc", float("nan")),
+    )
+
+
 def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResult:
     keras.utils.set_random_seed(cfg.seed)
     spec = spec_from_config(cfg)
@@ -217,6 +233,8 @@ def fit(cfg: TrainConfig, data: TrainingData, *, verbose: int = 2) -> TrainResul
     model = build_model(spec, precision=precision)
     compile_model(model, cfg)
     log.info("model %s: %d parameters, %s", model.name, model.count_params(), precision)
+    if cfg.init_from is not None and not (out / "backup").exists():
+        start_from_exported(model, cfg.init_from, data)
     steps = math.ceil(len(data.train) / cfg.batch_size)
     history_csv = out / "history.csv"
     best = out / BEST_WEIGHTS
