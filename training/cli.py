@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from training.config import ConfigError, TrainConfig, load_config
+from agent.config.layering import parse_assignments
+from training.config import TrainConfig, load_config
 
 log = logging.getLogger("facecast.train")
 
@@ -51,18 +52,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(pairs: list[str]) -> dict[str, object]:
-    import yaml
-
-    out: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def _run(args: argparse.Namespace) -> int:
     from training.tfenv import configure
 
@@ -78,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
 
         make_variant(args.model, args.out, args.datasets, args.eval_dir)
         return 0
-    cfg: TrainConfig = load_config(args.config, _overrides(args.set))
+    cfg: TrainConfig = load_config(args.config, parse_assignments(args.set, example="epochs=10"))
     configure(onednn=cfg.onednn)
     from training.commands import run_export, run_train
 

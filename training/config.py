@@ -1,12 +1,21 @@
-"""Training configuration: one YAML file, validated, unknown keys rejected."""
+"""Training configuration: one YAML (or TOML) file, validated, unknown keys rejected, overridden by
+``FACECAST_TRAIN_*`` variables and ``--set KEY=VALUE`` flags with the agent's layering rules."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.config.layering import EnvScheme, layered
+from agent.errors import ConfigError
+
+__all__ = ["ConfigError", "TrainConfig", "load_config"]
 
 
 class _Strict(BaseModel):
@@ -120,41 +129,79 @@ class TrainConfig(_Strict):
         return v
 
 
-class ConfigError(Exception):
-    """A training config that cannot be used; the message names the key."""
+ENV_PREFIX = "FACECAST_TRAIN_"  # FACECAST_TRAIN_EPOCHS=3, FACECAST_TRAIN_DATA__ROOT=/data
 
 
-def load_config(path: Path | None, overrides: dict[str, object] | None = None) -> TrainConfig:
-    raw: dict[str, object] = {}
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        raw = loaded
-        base = path.parent
-    else:
-        base = Path.cwd()
-    for key, value in (overrides or {}).items():
-        target = raw
-        *parents, leaf = key.split(".")
-        for p in parents:
-            nxt = target.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {key}: {p} is not a section")
-            target = nxt
-        target[leaf] = value
+def _field_annotation(loc: tuple[str, ...]) -> Any:
+    """The annotation of the field at ``loc`` (``("data", "root")``), or None for an unknown key."""
+    model: type[BaseModel] = TrainConfig
+    annotation: Any = None
+    for i, part in enumerate(loc):
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        annotation = info.annotation
+        if i < len(loc) - 1:
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                return None
+            model = annotation
+    return annotation
+
+
+def _typed(annotation: Any, text: str) -> Any:
+    """A value from the environment or ``--set`` (always a string) for a field: kept as the string
+    where the field takes text (a path, a name), read as YAML elsewhere (``3``, ``true``,
+    ``[0.8, 1.1]``, ``null``), so ``epochs=3`` and ``output_dir=0123`` both mean what they say."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    if type(None) in options and text.strip().lower() in ("null", "none", "~"):
+        return None
+
+    def textual(a: Any) -> bool:
+        literal_text = get_origin(a) is Literal and all(isinstance(x, str) for x in get_args(a))
+        return a in (str, Path, type(None)) or literal_text
+
+    return text if all(textual(a) for a in options) else yaml.safe_load(text)
+
+
+def load_config(
+    path: Path | None,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> TrainConfig:
+    """File < ``FACECAST_TRAIN_*`` variables < ``--set`` flags, by the agent's own layering rules
+    (:mod:`agent.config.layering`); a one-line ``ConfigError`` naming the key and where it was set."""
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    scheme = EnvScheme(ENV_PREFIX, tuple(TrainConfig.model_fields), every_variable=True)
+    flags = {key: value for key, value in (overrides or {}).items()}
+    layers = layered(
+        path,
+        scheme,
+        os.environ if environ is None else environ,
+        overrides=flags,
+        flag_names={key: f"--set {key}" for key in flags},
+    )
+    for loc in layers.origins:  # values from the environment and flags arrive as text
+        node = layers.data
+        for part in loc[:-1]:
+            node = node[part]
+        if isinstance(node.get(loc[-1]), str):
+            node[loc[-1]] = _typed(_field_annotation(loc), node[loc[-1]])
+    base = path.parent if path is not None else Path.cwd()
     try:
-        cfg = TrainConfig.model_validate(raw)
+        cfg = TrainConfig.model_validate(layers.data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"config error: {where}: {msg}" if where else f"config error: {msg}") from None
+        problems = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            msg = (
+                "unknown key"
+                if err["type"] == "extra_forbidden"
+                else err["msg"].removeprefix("Value error, ")
+            )
+            problems.append(layers.located(loc, msg))
+        raise ConfigError(f"config error: {'; '.join(problems)}") from None
 
     # Relative input paths in a config file are relative to that file, so configs are portable; the
     # output folder is relative to where the command runs.
