@@ -246,7 +246,7 @@ def render(card: ModelCard, variant: ModelCard | None = None) -> str:
     init = tr.get("init_from") or {}
     start = (
         f"starting from the weights of `{init.get('file')}` version {init.get('version')} (sha256"
-        f" {str(init.get('sha256'))[:12]}…; its own training is in its card), then"
+        f" {str(init.get('sha256'))[:12]}…; its training: docs/model-history.md), then"
         if init
         else "from random weights,"
     )
