@@ -231,6 +231,7 @@ def _tls_broker(tmp_path: Path, certs: Path) -> tuple[brokers.Mosquitto, int]:
     return broker, tls_port
 
 
+@pytest.mark.slow
 def test_wrong_password_names_the_cause_and_repeats_it_at_most_once_per_interval(
     auth_broker, tmp_path, caplog
 ):
@@ -266,6 +267,7 @@ def test_wrong_password_names_the_cause_and_repeats_it_at_most_once_per_interval
         assert SECRET not in record.getMessage()
 
 
+@pytest.mark.slow
 def test_refused_connection_is_retried_with_backoff(auth_broker, tmp_path, caplog):
     """paho's own DEBUG log times each CONNECT: 1 s, then 2 s (the max) between refused attempts."""
     caplog.set_level(logging.DEBUG)  # before start(): paho's logger is attached only when enabled
@@ -425,6 +427,7 @@ def test_cli_bounded_run_with_no_broker_is_still_exit_0(tmp_path, model_path):
     assert "unreachable (connection refused" in proc.stderr and "kept on disk" in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_service_on_a_live_source_stopped_while_refused_exits_0(auth_broker, tmp_path, model_path):
     """A camera run ends only by a signal: it names the refusal in the log but keeps exit 0, so
     systemd does not record every stop during a password mix-up as a failed service."""

@@ -199,6 +199,7 @@ def test_full_disk_at_start_fresh_state_dir(small_disk, tmp_path):
     assert_one_line_error(proc, str(state), "is full")
 
 
+@pytest.mark.slow
 def test_disk_fills_while_running_nothing_crashes_and_every_event_is_accounted_for(
     model_path, small_disk, persistent_mosquitto: brokers.Mosquitto, tmp_path
 ):
