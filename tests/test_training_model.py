@@ -449,13 +449,17 @@ def test_resume_refuses_checkpoint_of_another_architecture(smoke_run: Path) -> N
 @pytest.mark.parametrize(
     ("sets", "match"),
     [
-        (["epochz=3"], "epochz: unknown key"),
+        (["epochz=3"], "epochz (from --set epochz): unknown key"),
         (["batch_size=many"], "batch_size"),
         (["data.root=/nonexistent/datasets"], "not found"),
-        (["zoom=1.5"], "zoom: must be 'auto' or a number from 0.5 to 1.0, got 1.5"),
-        (["framing.tight_scale=[0.9, 1.8]"], "framing.tight_scale: must be [low, high] with 0.3 <= low"),
+        (["zoom=1.5"], "zoom (from --set zoom): must be 'auto' or a number from 0.5 to 1.0, got 1.5"),
+        (
+            ["framing.tight_scale=[0.9, 1.8]"],
+            "framing.tight_scale (from --set framing.tight_scale): must be [low, high] with 0.3 <= low",
+        ),
         (["data.emotion_folders=[/nonexistent/faces]"], "labelled folder not found: /nonexistent/faces"),
-        (["gender_branch=192"], "gender_branch: unknown key"),  # removed options fail by name
+        # removed options fail by name
+        (["gender_branch=192"], "gender_branch (from --set gender_branch): unknown key"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path: Path, sets: list[str], match: str) -> None:
