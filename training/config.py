@@ -174,7 +174,7 @@ def load_config(
     if path is not None and not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     scheme = EnvScheme(ENV_PREFIX, tuple(TrainConfig.model_fields), every_variable=True)
-    flags = {key: value for key, value in (overrides or {}).items()}
+    flags = dict(overrides or {})
     layers = layered(
         path,
         scheme,

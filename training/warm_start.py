@@ -24,8 +24,8 @@ from typing import Any
 import keras
 import numpy as np
 import numpy.typing as npt
-import tensorflow as tf
 
+from agent.runtime import find_interpreter_class
 from training.errors import CheckpointMismatchError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class _Layer:
     bias: npt.NDArray[np.float32]
 
 
-def _dequantize(interpreter: tf.lite.Interpreter, detail: dict[str, Any]) -> npt.NDArray[np.float32]:
+def _dequantize(interpreter: Any, detail: dict[str, Any]) -> npt.NDArray[np.float32]:
     raw = np.asarray(interpreter.get_tensor(detail["index"]), dtype=np.float32)
     q = detail["quantization_parameters"]
     scales, zeros = q["scales"].astype(np.float32), q["zero_points"].astype(np.float32)
@@ -57,7 +57,7 @@ def read_layers(path: Path) -> dict[tuple[int, ...], _Layer]:
     if not path.is_file():
         raise CheckpointMismatchError(f"init_from: model file not found: {path}")
     try:
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+        interpreter = find_interpreter_class()(model_path=str(path))  # the agent's own runtime
     except (ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise CheckpointMismatchError(f"init_from: {path} is not a TFLite model: {first[:160]}") from None
