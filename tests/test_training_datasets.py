@@ -266,34 +266,3 @@ def test_your_own_folders_and_csv_train_through_the_config(datasets: Path, tmp_p
             assert (emotion, GENDERS[gender]) == (-1, folder)
         else:  # the CSV gives both
             assert (EMOTIONS[emotion], GENDERS[gender]) == ("angry", "male")
-
-
-def test_sex_balance_per_set_evens_each_gender_set_in_the_loss(datasets: Path, tmp_path: Path) -> None:
-    """LFW is mostly men and UTKFace leans the other way: with ``sex_balance_per_set`` each set's men
-    and women carry the same total weight in the gender loss, and each set keeps its own total."""
-    from training.config import load_config
-    from training.train import masks
-    from training.training_data import build_training_data
-
-    config = tmp_path / "balance.yaml"
-    config.write_text(
-        f"data:\n  root: {datasets}\n  fer2013: false\n  aaf: false\n  gender_limit: 300\n"
-        "  val_fraction: 0.1\nsex_balance_per_set: true\n"
-    )
-    data = build_training_data(load_config(config))
-    assert data.gender_weight is not None
-    n_utk = data.summary["utkface_train"]
-    _, w = masks(data.train.emotion, data.train.gender, data.emotion_class_weight, data.gender_weight)
-    sets = {"utkface": slice(0, n_utk), "lfw": slice(n_utk, len(data.train))}
-    men_share = {}
-    for name, part in sets.items():
-        sex, weight = data.train.gender[part], w[part]
-        men_share[name] = float((sex == 0).mean())
-        assert weight[sex == 0].sum() == pytest.approx(weight[sex == 1].sum(), rel=1e-5), name
-        assert weight.mean() == pytest.approx(1.0, rel=1e-5), name
-    assert men_share["lfw"] > 0.6 and w[sets["lfw"]][data.train.gender[sets["lfw"]] == 0].max() < 1.0
-
-    plain = build_training_data(load_config(config, {"sex_balance_per_set": False}))
-    assert plain.gender_weight is None
-    _, plain_w = masks(plain.train.emotion, plain.train.gender, plain.emotion_class_weight)
-    assert plain_w.tolist() == [1.0] * len(plain.train)

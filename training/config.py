@@ -92,10 +92,6 @@ class TrainConfig(_Strict):
     early_stopping_patience: int = 8
     max_minutes: float | None = None  # wall-clock budget; the best checkpoint is kept
     class_weight_power: float = Field(default=0.5, ge=0.0, le=1.0)  # 0 none, 1 inverse frequency
-    # Weigh men and women the same in the gender loss within each gender-labelled set (LFW is mostly
-    # men, UTKFace and All-Age-Faces lean the other way): the network then has no reason to lean one
-    # way on one kind of face, which the single exported offset (``gender_balance``) cannot undo.
-    sex_balance_per_set: bool = False
     onednn: bool = True  # oneDNN is ~3x faster here; this architecture does not hit its crash
     # Compute dtype while training; "auto" picks mixed bfloat16 where the CPU has a native bfloat16
     # unit (AMX/AVX512-BF16), where it is about 20% faster, and float32 elsewhere, where it is slower.

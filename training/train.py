@@ -43,18 +43,12 @@ def spec_from_config(cfg: TrainConfig) -> ModelSpec:
 
 
 def masks(
-    data_emotion: np.ndarray,
-    data_gender: np.ndarray,
-    class_w: np.ndarray,
-    gender_w: np.ndarray | None = None,
+    data_emotion: np.ndarray, data_gender: np.ndarray, class_w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample loss weights: a missing label (-1) gets weight 0, so that head learns nothing from
     it; that is what lets emotion-only and gender-only datasets train one network."""
     w_e = np.where(data_emotion >= 0, class_w[np.clip(data_emotion, 0, None)], 0.0).astype(np.float32)
-    w_g = (data_gender >= 0).astype(np.float32)
-    if gender_w is not None:
-        w_g = w_g * gender_w.astype(np.float32)
-    return w_e, w_g
+    return w_e, (data_gender >= 0).astype(np.float32)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
@@ -74,7 +68,7 @@ def train_dataset(data: TrainingData, cfg: TrainConfig) -> tf.data.Dataset:
     one-hot blended with FER+ votes where configured); the gender target is the label's one-hot."""
     t = data.train
     assert t.emotion_soft is not None
-    w_e, w_g = masks(t.emotion, t.gender, data.emotion_class_weight, data.gender_weight)
+    w_e, w_g = masks(t.emotion, t.gender, data.emotion_class_weight)
     augment = make_augmenter(cfg.framing, cfg.augment, cfg.input_size)
     ds = tf.data.Dataset.from_tensor_slices(
         (t.images[..., None], data.framing, t.emotion_soft, onehot(t.gender, len(GENDERS)), w_e, w_g)

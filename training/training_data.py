@@ -50,9 +50,6 @@ class TrainingData:
     val: Samples  # images at input size, protocol preprocessing
     emotion_class_weight: npt.NDArray[np.float32]
     summary: dict[str, int]
-    # Per training sample, its weight in the gender loss before masking (all ones unless
-    # ``sex_balance_per_set``); None is the same as all ones.
-    gender_weight: npt.NDArray[np.float32] | None = None
 
 
 def to_input_size(samples: Samples, size: int) -> Samples:
@@ -71,20 +68,6 @@ def class_weights(labels: npt.NDArray[np.int64], n_classes: int, power: float) -
     w = (counts.sum() / (n_classes * counts)) ** power
     w = w / (w * counts).sum() * counts.sum()
     return np.asarray(w, dtype=np.float32)
-
-
-def sex_balance_weights(gender: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-    """Weights under which a set's men and women carry the same total, mean 1 over its labelled
-    faces (0 where unlabelled). A set with only one sex keeps weight 1: there is nothing to even."""
-    w = np.zeros(len(gender), dtype=np.float32)
-    labelled = gender >= 0
-    counts = np.bincount(gender[labelled], minlength=2)
-    if (counts > 0).sum() < 2:
-        w[labelled] = 1.0
-        return w
-    for sex, n in enumerate(counts):
-        w[gender == sex] = labelled.sum() / (2.0 * n)
-    return w
 
 
 def build_training_data(cfg: TrainConfig) -> TrainingData:
@@ -172,9 +155,6 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
     train = concat(train_parts, size=canvas)
     val = concat([p for p in val_parts if len(p)], size=size)
     weights = class_weights(train.emotion, len(EMOTIONS), cfg.class_weight_power)
-    gender_weight = None
-    if cfg.sex_balance_per_set:
-        gender_weight = np.concatenate([sex_balance_weights(p.gender) for p in train_parts])
     log.info("data: %s", summary)
     return TrainingData(
         train=train,
@@ -182,5 +162,4 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         val=val,
         emotion_class_weight=weights,
         summary=summary,
-        gender_weight=gender_weight,
     )
