@@ -34,6 +34,7 @@ def test_the_shipped_model_card_is_what_the_generator_writes_from_the_card_data(
     ):
         assert section in written
     assert "### Single-pass variant: `facecast_int8_single.tflite`" in written
+    assert "| age | accuracy | male | female | n |" in written  # each sex by age, where the set has ages
 
 
 def test_a_missing_or_broken_card_is_a_one_line_error(

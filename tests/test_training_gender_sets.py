@@ -99,3 +99,20 @@ def test_bad_input_is_one_clear_error(datasets: Path, tmp_path: Path, which: str
     (tmp_path / which / "labels.csv").write_text("file,sex\nx.jpg,male\n")
     with pytest.raises(DatasetError, match="missing columns"):
         load(tmp_path / which, "val")
+
+
+def test_gender_figures_by_age_give_each_sex(datasets: Path) -> None:
+    """A set's gap between the sexes can sit in one age group, so each group reports both sexes."""
+    from training.evaluate import gender_breakdown
+
+    s = load_aaf(datasets / "aaf", "test")  # whole: its first few hundred faces hold no young boys
+    assert s.age is not None
+    girls = (s.age <= 12) & (s.gender == GENDERS.index("female"))
+    assert girls.any() and ((s.age <= 12) & ~girls).any()  # the slice holds boys and girls
+    pred = np.where(girls, GENDERS.index("male"), s.gender)  # every girl misread, nobody else
+    out = gender_breakdown(s.gender, pred, s)
+    assert out["per_age_group"]["0-12"]["per_sex"] == {"male": 1.0, "female": 0.0}
+    others = [g["per_sex"] for k, g in out["per_age_group"].items() if k != "0-12"]
+    assert others and all(set(r.values()) == {1.0} for r in others)
+    women = int((s.gender == GENDERS.index("female")).sum())
+    assert out["per_sex"]["female"] == round(1 - int(girls.sum()) / women, 4)

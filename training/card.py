@@ -166,9 +166,19 @@ def _groups(card: ModelCard) -> str:
         r8 = _head(card.metrics.get("int8", {}), key, "gender")
         for field, what in (("per_race", "race"), ("per_age_group", "age")):
             groups = r8.get(field)
-            if groups:
+            if not groups:
+                continue
+            if field == "per_age_group":
+                sexes = card.labels.gender
+                rows = []
+                for g, v in groups.items():
+                    per_sex = tuple(_pct(v.get("per_sex", {}).get(s)) for s in sexes)
+                    rows.append((g, _pct(v["accuracy"]), *per_sex, f"{v['n']:,}"))
+                header: tuple[str, ...] = (what, "accuracy", *sexes, "n")
+            else:
                 rows = [(g, _pct(v["accuracy"]), f"{v['n']:,}") for g, v in groups.items()]
-                parts.append(f"{title}, by {what}:\n\n" + _table(rows, (what, "accuracy", "n")))
+                header = (what, "accuracy", "n")
+            parts.append(f"{title}, by {what}:\n\n" + _table(rows, header))
     return "\n\n".join(parts)
 
 
@@ -315,7 +325,8 @@ expressions, lab studies with consent. Images never leave the device.
   on real camera frames, in poor light, on profiles, on occluded faces (masks, glasses) and on children.
 - Disgust and fear are rare and often confused with angry and sad (see the recall table).
 - UTKFace skews towards white adults, and gender accuracy is lower for children and some groups (tables
-  above). A baby's sex is not visually reliable at all.
+  above). A baby's sex is not visually reliable at all. Which sex is read better changes with age (the
+  by-age tables give each), so the gap between the sexes differs from one set to another, even in sign.
 - The gender labels are noisy too: UTKFace's test split holds 5 pairs of one face labelled both ways, and a
   reviewer read 18 of the 28 confident test errors of the model shipped on 2026-11-29 as the other sex
   (`docs/experiments.md`, "The gender-label audit"). The test figures count such faces as errors.

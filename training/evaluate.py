@@ -74,9 +74,15 @@ def gender_breakdown(
     y_true: npt.NDArray[np.int64], y_pred: npt.NDArray[np.int64], samples: Samples
 ) -> dict[str, Any]:
     ok = y_true == y_pred
-    per_sex = {
-        g: round(float(ok[y_true == i].mean()), 4) for i, g in enumerate(GENDERS) if (y_true == i).any()
-    }
+
+    def recall_per_sex(sel: npt.NDArray[np.bool_]) -> dict[str, float]:
+        return {
+            g: round(float(ok[sel & (y_true == i)].mean()), 4)
+            for i, g in enumerate(GENDERS)
+            if (sel & (y_true == i)).any()
+        }
+
+    per_sex = recall_per_sex(np.ones_like(ok))
     out: dict[str, Any] = {
         "per_sex": per_sex,
         "sex_gap_points": round(abs(per_sex.get("male", 0) - per_sex.get("female", 0)) * 100, 2),
@@ -95,9 +101,11 @@ def gender_breakdown(
         for name, lo, hi in AGE_GROUPS:
             sel = (samples.age >= lo) & (samples.age <= hi)
             if sel.any():
+                # By sex too: a set's gap between the sexes can sit in one age group (children).
                 out["per_age_group"][name] = {
                     "accuracy": round(float(ok[sel].mean()), 4),
                     "n": int(sel.sum()),
+                    "per_sex": recall_per_sex(sel),
                 }
     return out
 
