@@ -168,16 +168,13 @@ def _groups(card: ModelCard) -> str:
             groups = r8.get(field)
             if not groups:
                 continue
-            if field == "per_age_group":
-                sexes = card.labels.gender
-                rows = []
-                for g, v in groups.items():
-                    per_sex = tuple(_pct(v.get("per_sex", {}).get(s)) for s in sexes)
-                    rows.append((g, _pct(v["accuracy"]), *per_sex, f"{v['n']:,}"))
-                header: tuple[str, ...] = (what, "accuracy", *sexes, "n")
-            else:
-                rows = [(g, _pct(v["accuracy"]), f"{v['n']:,}") for g, v in groups.items()]
-                header = (what, "accuracy", "n")
+            # Each sex's column wherever the evaluator gave the groups one (it does by age).
+            sexes = card.labels.gender if any("per_sex" in v for v in groups.values()) else ()
+            rows = [
+                (g, _pct(v["accuracy"]), *(_pct(v.get("per_sex", {}).get(s)) for s in sexes), f"{v['n']:,}")
+                for g, v in groups.items()
+            ]
+            header = (what, "accuracy", *sexes, "n")
             parts.append(f"{title}, by {what}:\n\n" + _table(rows, header))
     return "\n\n".join(parts)
 
